@@ -28,6 +28,10 @@ build-tch: torch
 build-wgpu:
     cargo build --release -p bertfit-runner --features wgpu
 
+# Build with every backend (what `just test` builds, so the two share artifacts).
+build-all: torch
+    {{tch_env}} cargo build --release -p bertfit-runner --features tch,wgpu
+
 # pip torch==2.9.0 (LibTorch for burn-tch) and transformers (reference fixtures) into .venv.
 torch:
     test -x {{venv}}/bin/python || python3 -m venv {{venv}}
@@ -36,10 +40,10 @@ torch:
 
 # The test suite: every backend CI can run (flex, ndarray, tch on CPU, wgpu on a software driver).
 test: torch
-    {{tch_env}} cargo test --workspace --features bertfit-runner/tch,bertfit-runner/wgpu
+    {{tch_env}} cargo test --release --workspace --features bertfit-runner/tch,bertfit-runner/wgpu
 
 # Throughput against HF transformers on the same shapes and thread count.
-bench: torch build-tch
+bench: build-all
     {{venv}}/bin/python tools/bench_pytorch.py "$({{bin}} model-dir)"
     {{bin}} bench
 

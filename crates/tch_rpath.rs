@@ -1,7 +1,9 @@
-//! Build script shared by the crates that link LibTorch (feature `tch`): gives
-//! the binaries an rpath to the libtorch they were built against, so they run
+//! Build script shared by the crates whose binaries may link LibTorch (burn's
+//! `tch` backend, enabled by feature unification in any of them): gives the
+//! binaries an rpath to the libtorch they were built against, so they run
 //! without LD_LIBRARY_PATH. LIBTORCH (a libtorch dir) or LIBTORCH_USE_PYTORCH
-//! (the `torch` of `python3` on PATH) say where it is, as for torch-sys.
+//! (the `torch` of `python3` on PATH) say where it is, as for torch-sys; in a
+//! build without either, nothing is added.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -24,11 +26,11 @@ fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-env-changed=LIBTORCH_USE_PYTORCH");
     println!("cargo:rerun-if-env-changed=PYTHON_SYS_EXECUTABLE");
-    if std::env::var_os("CARGO_FEATURE_TCH").is_none() {
+    if std::env::var_os("LIBTORCH").is_none() && std::env::var_os("LIBTORCH_USE_PYTORCH").is_none() {
         return;
     }
     match libtorch_lib() {
         Some(lib) => println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display()),
-        None => println!("cargo:warning=feature tch: libtorch not found; the binary will need LD_LIBRARY_PATH"),
+        None => println!("cargo:warning=libtorch not found; binaries with the tch backend will need LD_LIBRARY_PATH"),
     }
 }

@@ -47,7 +47,8 @@ def tiny_pytorch_bin(out: Path) -> None:
 
     torch.manual_seed(0)
     config = BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=32, max_position_embeddings=32, num_labels=3)
+                        intermediate_size=32, max_position_embeddings=32, num_labels=3,
+                        initializer_range=0.5)
     model = BertForSequenceClassification(config).eval()
     ids = torch.tensor([[2, 10, 11, 12, 3, 0], [2, 20, 21, 3, 0, 0]])
     mask = (ids != 0).to(torch.int64)
@@ -61,6 +62,42 @@ def tiny_pytorch_bin(out: Path) -> None:
     config.save_pretrained(d)
     save_file({"input_ids": ids, "attention_mask": mask, "logits": res.logits.contiguous(),
                "hidden": torch.stack(res.hidden_states).contiguous()}, out / "tiny_bert_pt_outputs.safetensors")
+
+
+def adamw_steps(out: Path) -> None:
+    """Three training steps of the tiny classifier as HF fine-tuning runs them:
+    torch AdamW (eps 1e-6, weight decay 0.01 but not on biases and LayerNorm),
+    global gradient clipping at 1.0, linear warmup schedule (2 of 10 steps),
+    dropout off. Saves the parameters after the steps and the losses and
+    gradient norms along the way."""
+    from transformers import BertForSequenceClassification, get_scheduler
+
+    model = BertForSequenceClassification.from_pretrained(out / "tiny_bert_pt", hidden_dropout_prob=0.0,
+                                                          attention_probs_dropout_prob=0.0).train()
+    ids = torch.tensor([[2, 10, 11, 12, 3, 0], [2, 20, 21, 3, 0, 0], [2, 30, 31, 32, 33, 3]])
+    mask = (ids != 0).to(torch.int64)
+    labels = torch.tensor([0, 2, 1])
+    no_decay = ["bias", "LayerNorm.weight"]
+    groups = [
+        {"params": [p for n, p in model.named_parameters() if not any(nd in n for nd in no_decay)], "weight_decay": 0.01},
+        {"params": [p for n, p in model.named_parameters() if any(nd in n for nd in no_decay)], "weight_decay": 0.0},
+    ]
+    optim = torch.optim.AdamW(groups, lr=1e-3, eps=1e-6)
+    sched = get_scheduler("linear", optim, num_warmup_steps=2, num_training_steps=10)
+    losses, norms, lrs = [], [], []
+    for _ in range(3):
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        norms.append(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0).item())
+        lrs.append(optim.param_groups[0]["lr"])
+        optim.step()
+        sched.step()
+        optim.zero_grad()
+        losses.append(loss.item())
+    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items() if "position_ids" not in k}
+    tensors.update({"input_ids": ids, "attention_mask": mask, "labels": labels})
+    save_file(tensors, out / "tiny_adamw_steps.safetensors",
+              metadata={"losses": json.dumps(losses), "grad_norms": json.dumps(norms), "lrs": json.dumps(lrs)})
 
 
 def main() -> None:
@@ -102,6 +139,7 @@ def main() -> None:
     }
     (out / "minilm_parity.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n")
     tiny_pytorch_bin(out)
+    adamw_steps(out)
     print(f"wrote {out}/minilm_parity.* (long text: {n} tokens) and tiny_bert_pt*")
 
 

@@ -1,10 +1,21 @@
-//! bertfit-data: the embedded packages, tokenization, long-text strategies.
+//! bertfit-data: the dataset catalogue and readers, splits, tokenization,
+//! long-text strategies, batching and MLM masking. Knows nothing of models.
 
 pub mod assets;
+pub mod batching;
+pub mod catalogue;
+pub mod dataset;
+pub mod mlm;
+pub mod readers;
+pub mod splits;
+pub mod stats;
 pub mod tokenize;
 pub mod truncation;
 
-pub use tokenize::{BertTokenizer, SpecialTokens};
+pub use catalogue::DatasetSpec;
+pub use dataset::{Dataset, Provenance};
+pub use readers::Example;
+pub use tokenize::{BertTokenizer, SpecialTokens, tokenize_cached};
 pub use truncation::Truncation;
 
 /// Hex sha256 of some bytes (cache keys, fingerprints).

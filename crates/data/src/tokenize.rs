@@ -115,3 +115,66 @@ impl BertTokenizer {
         self.inner.id_to_token(id)
     }
 }
+
+/// `tokenize`, cached on disk under `$BERTFIT_CACHE/tokens/`, keyed by a hash of
+/// the texts, the tokenizer files and the settings: any change makes a new key.
+/// Written to a temporary file and renamed, so no partial cache is ever read.
+pub fn tokenize_cached<S: AsRef<str> + Sync>(tokenizer: &BertTokenizer, texts: &[S]) -> Result<Vec<Vec<u32>>> {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(b"bertfit-tokens-v1\0");
+    hasher.update(tokenizer.fingerprint.as_bytes());
+    hasher.update((texts.len() as u64).to_le_bytes());
+    for t in texts {
+        let t = t.as_ref().as_bytes();
+        hasher.update((t.len() as u64).to_le_bytes());
+        hasher.update(t);
+    }
+    let key = format!("{:x}", hasher.finalize());
+    let dir = crate::assets::cache_dir().join("tokens");
+    let path = dir.join(format!("{key}.bin"));
+    if let Ok(bytes) = std::fs::read(&path)
+        && let Some(ids) = decode_ids(&bytes, texts.len())
+    {
+        return Ok(ids);
+    }
+    let ids = tokenizer.tokenize(texts)?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let tmp = dir.join(format!("{key}.partial-{}", std::process::id()));
+    std::fs::write(&tmp, encode_ids(&ids))?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(ids)
+}
+
+/// Layout: count, then per text its length and ids, all u32 little-endian.
+fn encode_ids(ids: &[Vec<u32>]) -> Vec<u8> {
+    let total: usize = ids.iter().map(|s| s.len() + 1).sum::<usize>() + 1;
+    let mut out = Vec::with_capacity(total * 4);
+    out.extend_from_slice(&(ids.len() as u32).to_le_bytes());
+    for seq in ids {
+        out.extend_from_slice(&(seq.len() as u32).to_le_bytes());
+        for id in seq {
+            out.extend_from_slice(&id.to_le_bytes());
+        }
+    }
+    out
+}
+
+fn decode_ids(bytes: &[u8], expected: usize) -> Option<Vec<Vec<u32>>> {
+    let words: Vec<u32> = bytes.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let (&count, mut rest) = words.split_first()?;
+    if count as usize != expected {
+        return None;
+    }
+    let mut out = Vec::with_capacity(expected);
+    for _ in 0..count {
+        let (&len, tail) = rest.split_first()?;
+        let len = len as usize;
+        if tail.len() < len {
+            return None;
+        }
+        out.push(tail[..len].to_vec());
+        rest = &tail[len..];
+    }
+    rest.is_empty().then_some(out)
+}

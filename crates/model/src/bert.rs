@@ -15,7 +15,7 @@ use burn::nn::{
 use burn::tensor::activation::{gelu, gelu_approximate, relu, softmax};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::config::{BertConfig, HiddenAct};
 
@@ -147,8 +147,10 @@ impl BertSelfAttention {
         }
     }
 
-    /// `x`: [batch, len, hidden]; `padding`: [batch, heads, len, len], true where the key is padding.
-    pub fn forward(&self, x: Tensor<3>, padding: Tensor<4, Bool>) -> Tensor<3> {
+    /// `x`: [batch, len, hidden]; `mask_bias`: [batch, heads, len, len], added to
+    /// the scores: 0, or the lowest f32 where the key is padding (as HF's
+    /// extended attention mask).
+    pub fn forward(&self, x: Tensor<3>, mask_bias: Tensor<4>) -> Tensor<3> {
         let [batch, len, hidden] = x.dims();
         let heads = self.num_heads;
         let head_dim = hidden / heads;
@@ -161,12 +163,14 @@ impl BertSelfAttention {
             // Dropout on the attention probabilities (HF applies it there), which the
             // fused kernel does not support.
             let scale = (head_dim as f64).powf(-0.5);
-            let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale);
-            let scores = scores.mask_fill(padding, f32::MIN);
+            let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale) + mask_bias;
             let probs = self.dropout.forward(softmax(scores, 3));
             probs.matmul(v)
         } else {
-            attention(q, k, v, Some(padding), None, AttentionModuleOptions::default())
+            // The mask goes in as an additive bias, not a boolean mask: burn-tch
+            // 0.22.1 hands a boolean mask to torch's SDPA, which reads true as
+            // "attend", the opposite of burn's convention (true = masked).
+            attention(q, k, v, None, Some(mask_bias), AttentionModuleOptions::default())
         };
         context.swap_dims(1, 2).reshape([batch, len, hidden])
     }
@@ -211,8 +215,8 @@ impl BertAttention {
         }
     }
 
-    pub fn forward(&self, x: Tensor<3>, padding: Tensor<4, Bool>) -> Tensor<3> {
-        let attended = self.self_attention.forward(x.clone(), padding);
+    pub fn forward(&self, x: Tensor<3>, mask_bias: Tensor<4>) -> Tensor<3> {
+        let attended = self.self_attention.forward(x.clone(), mask_bias);
         self.output.forward(attended, x)
     }
 }
@@ -312,8 +316,8 @@ impl BertLayer {
         }
     }
 
-    pub fn forward(&self, x: Tensor<3>, padding: Tensor<4, Bool>) -> Tensor<3> {
-        let attended = self.attention.forward(x, padding);
+    pub fn forward(&self, x: Tensor<3>, mask_bias: Tensor<4>) -> Tensor<3> {
+        let attended = self.attention.forward(x, mask_bias);
         let expanded = self.intermediate.forward(attended.clone());
         self.output.forward(expanded, attended)
     }
@@ -382,17 +386,19 @@ impl BertModel {
             .first()
             .map(|l| l.attention.self_attention.num_heads)
             .unwrap_or(1);
-        // True where the key position is padding, as [batch, heads, query, key].
-        let padding = input
+        // Lowest f32 where the key position is padding, 0 elsewhere, as [batch, heads, query, key].
+        let mask_bias = input
             .attention_mask
             .equal_elem(0)
+            .float()
+            .mul_scalar(f32::MIN)
             .reshape([batch, 1, 1, len])
             .expand([batch, heads, len, len]);
         let mut x = self.embeddings.forward(input.input_ids, input.token_type_ids);
         let mut hidden_states = Vec::with_capacity(self.encoder.layer.len() + 1);
         hidden_states.push(x.clone());
         for block in &self.encoder.layer {
-            x = block.forward(x, padding.clone());
+            x = block.forward(x, mask_bias.clone());
             hidden_states.push(x.clone());
         }
         EncoderOutput { hidden_states }

@@ -83,75 +83,94 @@ fn token_ids_match_hf_tokenizer_json_and_vocab_txt() {
     }
 }
 
-/// Max |ours - HF| per layer over real tokens of the short batch, and over the
-/// [CLS], mean and strided positions of the long text.
-fn layer_diffs(model: &BertModel, backend: Backend, fx: &Fixture, tokenizer: &BertTokenizer) -> Vec<f32> {
+/// Every layer's hidden states for the short batch and the long text, on `backend`.
+fn hidden_states(model: &BertModel, backend: Backend, fx: &Fixture, tokenizer: &BertTokenizer) -> [Vec<Vec<f32>>; 2] {
     let device = backend.device().unwrap();
     let model = model.clone().valid().to_device(&device);
-    let mut diffs = Vec::new();
+    ["short", "long"].map(|key| {
+        let batch = batch_for(tokenizer, &fx.texts(key));
+        let shape = [batch.batch, batch.len];
+        let out = model.forward(BertInput::from_ids(batch.input_ids, batch.attention_mask, shape, &device));
+        out.hidden_states
+            .into_iter()
+            .map(|s| s.into_data().convert::<f32>().try_to_vec::<f32>().unwrap())
+            .collect()
+    })
+}
 
-    let batch = batch_for(tokenizer, &fx.texts("short"));
-    let mask = batch.attention_mask.clone();
-    let (b, l) = (batch.batch, batch.len);
-    let out = model.forward(BertInput::from_ids(batch.input_ids, batch.attention_mask, [b, l], &device));
+/// Max |ours - HF| per layer over real tokens of the short batch, and over the
+/// [CLS], mean and strided positions of the long text.
+fn hf_diffs(ours: &[Vec<Vec<f32>>; 2], fx: &Fixture, short_mask: &[i64]) -> Vec<f32> {
     let (shape, hf) = fx.f32s("short.hidden");
-    let h = shape[3];
-    for (k, state) in out.hidden_states.iter().enumerate() {
-        let ours: Vec<f32> = state.clone().into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
-        let mut max = 0f32;
-        for pos in 0..b * l {
-            if mask[pos] == 0 {
-                continue;
-            }
-            for j in 0..h {
-                let i = pos * h + j;
-                max = max.max((ours[i] - hf[k * b * l * h + i]).abs());
-            }
-        }
-        diffs.push(max);
-    }
-
-    let batch = batch_for(tokenizer, &fx.texts("long"));
-    let len = batch.len;
-    let out = model.forward(BertInput::from_ids(batch.input_ids, batch.attention_mask, [1, len], &device));
+    let (b, l, h) = (shape[1], shape[2], shape[3]);
     let (_, cls) = fx.f32s("long.cls");
     let (_, mean) = fx.f32s("long.mean");
     let (sshape, strided) = fx.f32s("long.strided");
     let stride = fx.meta["long_stride"].as_u64().unwrap() as usize;
-    for (k, state) in out.hidden_states.iter().enumerate() {
-        let ours: Vec<f32> = state.clone().into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
-        let mut max = diffs[k];
+    let mut diffs = Vec::new();
+    for k in 0..ours[0].len() {
+        let mut max = 0f32;
+        for pos in (0..b * l).filter(|&p| short_mask[p] == 1) {
+            for j in 0..h {
+                let i = pos * h + j;
+                max = max.max((ours[0][k][i] - hf[k * b * l * h + i]).abs());
+            }
+        }
+        let long = &ours[1][k];
+        let len = long.len() / h;
         for j in 0..h {
-            max = max.max((ours[j] - cls[k * h + j]).abs());
-            let m: f32 = (0..len).map(|p| ours[p * h + j]).sum::<f32>() / len as f32;
+            max = max.max((long[j] - cls[k * h + j]).abs());
+            let m: f32 = (0..len).map(|p| long[p * h + j]).sum::<f32>() / len as f32;
             max = max.max((m - mean[k * h + j]).abs());
         }
         for (s, pos) in (0..len).step_by(stride).enumerate() {
             for j in 0..h {
-                let theirs = strided[(k * sshape[1] + s) * h + j];
-                max = max.max((ours[pos * h + j] - theirs).abs());
+                max = max.max((long[pos * h + j] - strided[(k * sshape[1] + s) * h + j]).abs());
             }
         }
-        diffs[k] = max;
+        diffs.push(max);
     }
     diffs
 }
 
+/// Max |a - b| per layer over real tokens.
+fn backend_diffs(a: &[Vec<Vec<f32>>; 2], b: &[Vec<Vec<f32>>; 2], short_mask: &[i64], h: usize) -> Vec<f32> {
+    (0..a[0].len())
+        .map(|k| {
+            let short = (0..short_mask.len())
+                .filter(|&p| short_mask[p] == 1)
+                .flat_map(|p| (p * h..(p + 1) * h).map(|i| (a[0][k][i] - b[0][k][i]).abs()))
+                .fold(0f32, f32::max);
+            let long = a[1][k].iter().zip(&b[1][k]).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+            short.max(long)
+        })
+        .collect()
+}
+
 #[test]
-fn every_layer_matches_hf_on_each_cpu_backend() {
+fn every_layer_matches_hf_and_backends_match_flex() {
     let fx = Fixture::load();
     let dir = model_dir();
     let tokenizer = BertTokenizer::from_model_dir(&dir).unwrap();
-    let (_, model, _) = load_pretrained(&dir, &Backend::Flex.device().unwrap()).unwrap();
-    let mut backends = vec![Backend::Flex, Backend::NdArray];
-    if cfg!(feature = "tch") {
-        backends.push(Backend::Tch);
+    let (config, model, _) = load_pretrained(&dir, &Backend::Flex.device().unwrap()).unwrap();
+    let (_, short_mask) = fx.i64s("short.attention_mask");
+    let flex = hidden_states(&model, Backend::Flex, &fx, &tokenizer);
+    let diffs = hf_diffs(&flex, &fx, &short_mask);
+    eprintln!("flex vs HF transformers, max abs diff per layer 0..=6: {diffs:?}");
+    for (k, d) in diffs.iter().enumerate() {
+        assert!(*d < TOLERANCE, "flex: layer {k} differs from HF by {d:e}");
     }
-    for backend in backends {
-        let diffs = layer_diffs(&model, backend, &fx, &tokenizer);
-        eprintln!("{backend}: max |ours - HF| per layer 0..=6: {diffs:?}");
-        for (k, d) in diffs.iter().enumerate() {
-            assert!(*d < TOLERANCE, "{backend}: layer {k} differs from HF by {d:e}");
+    let mut others = vec![Backend::NdArray];
+    if cfg!(feature = "tch") {
+        others.push(Backend::Tch);
+    }
+    for backend in others {
+        let ours = hidden_states(&model, backend, &fx, &tokenizer);
+        let vs_flex = backend_diffs(&ours, &flex, &short_mask, config.hidden_size);
+        let vs_hf = hf_diffs(&ours, &fx, &short_mask);
+        eprintln!("{backend} vs flex: {vs_flex:?}; vs HF: {vs_hf:?}");
+        for (k, d) in vs_flex.iter().enumerate() {
+            assert!(*d < TOLERANCE, "{backend}: layer {k} differs from flex by {d:e}");
         }
     }
 }

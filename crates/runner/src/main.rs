@@ -47,6 +47,50 @@ enum Command {
     Encode(encode::EncodeArgs),
     /// Training and inference throughput, and peak memory, per backend.
     Bench(bench::BenchArgs),
+    /// Table 1 of the paper for catalogued datasets: classes, sizes, lengths in
+    /// WordPiece tokens of the model's tokenizer. Also written under results/datasets/.
+    Stats {
+        /// Dataset names (datasets/NAME.toml) or paths to dataset TOML files.
+        #[arg(required = true)]
+        datasets: Vec<String>,
+        /// Tokenizer of this HF model directory (default: the embedded model).
+        #[arg(long, value_name = "DIR")]
+        model: Option<PathBuf>,
+        #[arg(long, default_value_t = 0)]
+        split_seed: u64,
+        #[arg(long, default_value = "results/datasets")]
+        out: PathBuf,
+    },
+    /// Print a learning-rate schedule as `step,lr` CSV, one row per step 0..N-1.
+    Schedule {
+        /// constant, constant_with_warmup, linear, cosine, cosine_with_restarts, polynomial.
+        #[arg(long)]
+        kind: bertfit_train::ScheduleKind,
+        /// Training steps N.
+        #[arg(long)]
+        total: usize,
+        /// Warmup: a step count (`--warmup 100`) or a share of N (`--warmup 0.1`).
+        #[arg(long, default_value = "0")]
+        warmup: String,
+        #[arg(long, default_value_t = 2e-5)]
+        lr: f64,
+        /// Cosine cycles (default 0.5 for cosine, 1 for cosine_with_restarts).
+        #[arg(long)]
+        cycles: Option<f64>,
+        #[arg(long, default_value_t = 1.0)]
+        power: f64,
+        #[arg(long, default_value_t = 1e-7)]
+        lr_end: f64,
+    },
+    /// Load a HF BERT directory (safetensors or pytorch_model.bin, any naming we
+    /// read) and write it back as HF `model.safetensors` + `config.json` + tokenizer files.
+    Convert {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Output directory.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Print the model directory in use (fetching the embedded default if needed).
     ModelDir {
         #[arg(long, value_name = "DIR")]
@@ -59,6 +103,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Encode(args) => encode::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Stats { datasets, model, split_seed, out } => stats(&datasets, model, split_seed, &out),
+        Command::Schedule { kind, total, warmup, lr, cycles, power, lr_end } => {
+            schedule(kind, total, &warmup, lr, cycles, power, lr_end)
+        }
+        Command::Convert { model, out } => convert(&model, &out),
         Command::ModelDir { model } => ModelArgs { model, backend: Backend::Flex }
             .model_dir()
             .map(|dir| println!("{}", dir.display())),
@@ -70,4 +119,77 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn convert(args: &ModelArgs, out: &std::path::Path) -> Result<()> {
+    let dir = args.model_dir()?;
+    let device = args.backend.device()?;
+    let (config, model, report) = bertfit_model::load_pretrained(&dir, &device)?;
+    bertfit_model::save_hf_weights(&model, out)?;
+    config.save(&out.join("config.json"), "BertModel")?;
+    for name in ["tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"] {
+        if dir.join(name).is_file() {
+            std::fs::copy(dir.join(name), out.join(name))?;
+        }
+    }
+    if !report.skipped.is_empty() {
+        eprintln!("left out (heads this encoder has not): {}", report.skipped.join(", "));
+    }
+    eprintln!("wrote {}", out.display());
+    Ok(())
+}
+
+fn stats(names: &[String], model: Option<PathBuf>, split_seed: u64, out: &std::path::Path) -> Result<()> {
+    use bertfit_data::{BertTokenizer, Dataset, catalogue, stats};
+    let start = std::time::Instant::now();
+    let dir = ModelArgs { model: model.clone(), backend: Backend::Flex }.model_dir()?;
+    let tokenizer = BertTokenizer::from_model_dir(&dir)?;
+    let mut rows = Vec::new();
+    for name in names {
+        let spec = catalogue::find(name)?;
+        let dataset = Dataset::load(&spec, split_seed)?;
+        if dataset.provenance.skipped_empty > 0 {
+            eprintln!("{name}: skipped {} empty texts", dataset.provenance.skipped_empty);
+        }
+        rows.push(stats::compute(&dataset, &tokenizer)?);
+    }
+    let tokenizer_name = match &model {
+        Some(dir) => dir.display().to_string(),
+        None => "all-MiniLM-L6-v2 (BERT-base uncased vocabulary)".to_string(),
+    };
+    let table = stats::markdown(&rows, &tokenizer_name);
+    print!("{table}");
+    std::fs::create_dir_all(out)?;
+    let path = out.join(format!("{}.md", names.iter().map(|n| n.replace(['/', '.'], "_")).collect::<Vec<_>>().join("+")));
+    std::fs::write(&path, &table)?;
+    eprintln!("wrote {} in {:.1} s", path.display(), start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn schedule(
+    kind: bertfit_train::ScheduleKind,
+    total: usize,
+    warmup: &str,
+    lr: f64,
+    cycles: Option<f64>,
+    power: f64,
+    lr_end: f64,
+) -> Result<()> {
+    use bertfit_train::{Schedule, ScheduleConfig, Warmup};
+    let warmup = if warmup.contains('.') {
+        let p: f64 = warmup.parse().map_err(|_| anyhow::anyhow!("--warmup {warmup:?} is not a number"))?;
+        if !(0.0..=1.0).contains(&p) {
+            anyhow::bail!("--warmup {p} as a share must be in [0, 1]");
+        }
+        Warmup::Proportion(p)
+    } else {
+        Warmup::Steps(warmup.parse().map_err(|_| anyhow::anyhow!("--warmup {warmup:?} is not a step count or a share"))?)
+    };
+    let schedule = ScheduleConfig { kind, warmup, num_cycles: cycles, power, lr_end }.build(lr, total);
+    let mut out = String::from("step,lr\n");
+    for step in 0..total {
+        out.push_str(&format!("{step},{:e}\n", schedule.lr(step)));
+    }
+    print!("{out}");
+    Ok(())
 }

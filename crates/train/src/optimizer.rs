@@ -141,7 +141,8 @@ impl ModuleMapper for Update<'_> {
             m: g.zeros_like(),
             v: g.zeros_like(),
         });
-        let m = state.m.mul_scalar(c.beta1) + g.clone().mul_scalar(1.0 - c.beta1);
+        // torch: exp_avg.lerp_(grad, 1 - beta1), i.e. m + (1 - beta1) (g - m).
+        let m = state.m.clone() + (g.clone() - state.m).mul_scalar(1.0 - c.beta1);
         let v = state.v.mul_scalar(c.beta2) + g.square().mul_scalar(1.0 - c.beta2);
         let wd = if decays(&path) { c.weight_decay } else { 0.0 };
         let t = (self.optim.step + 1) as i32;

@@ -1,0 +1,224 @@
+//! Readers on small fixtures in the original formats, on the real TREC and AG's
+//! News files, and their errors on bad input.
+
+use std::path::{Path, PathBuf};
+
+use bertfit_data::catalogue::{self, DatasetSpec};
+use bertfit_data::readers::read_split;
+use bertfit_data::{Dataset, Example};
+
+fn spec(toml_text: &str) -> DatasetSpec {
+    let spec: DatasetSpec = toml::from_str(toml_text).unwrap();
+    spec.validate().unwrap();
+    spec
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn ex(text: &str, label: usize) -> Example {
+    Example { text: text.into(), label }
+}
+
+const AG: &str = r#"
+name = "ag"
+description = "fixture"
+classes = ["World", "Sports", "Business", "Sci/Tech"]
+format = { kind = "zhang_csv", columns = ["label", "title", "description"], text = ["title", "description"] }
+train = { sources = [{ local = "/unused" }] }
+"#;
+
+#[test]
+fn zhang_csv_joins_fields_unescapes_and_maps_one_based_labels() {
+    // Only `\n` is an escape in these files; other backslashes are kept as they are.
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "train.csv",
+        b"\"3\",\"Wall St. \"\"Bears\"\"\",\"Short-sellers, \\\\band of cynics\\nare back.\"\n\"1\",\"Title\",\"\"\n",
+    );
+    let out = read_split(&spec(AG), &file).unwrap();
+    assert_eq!(out.examples, vec![ex("Wall St. \"Bears\" Short-sellers, \\\\band of cynics\nare back.", 2), ex("Title", 0)]);
+
+    let bad = write(dir.path(), "bad.csv", b"\"3\",\"a\",\"b\"\n\"9\",\"c\",\"d\"\n");
+    let err = format!("{:#}", read_split(&spec(AG), &bad).unwrap_err());
+    assert!(err.contains("bad.csv") && err.contains("line 2") && err.contains("outside the 4 classes"), "{err}");
+
+    let ragged = write(dir.path(), "ragged.csv", b"\"3\",\"a\",\"b\"\n\"1\",\"c\"\n");
+    let err = format!("{:#}", read_split(&spec(AG), &ragged).unwrap_err());
+    assert!(err.contains("ragged.csv, line 2: malformed row"), "{err}");
+    let long = write(dir.path(), "long.csv", b"\"3\",\"a\",\"b\"\n\"1\",\"c\",\"d\",\"e\"\n");
+    let err = format!("{:#}", read_split(&spec(AG), &long).unwrap_err());
+    assert!(err.contains("long.csv") && err.contains("malformed"), "{err}");
+
+    let err = format!("{:#}", read_split(&spec(AG), &dir.path().join("missing.csv")).unwrap_err());
+    assert!(err.contains("missing.csv") && err.contains("does not exist"), "{err}");
+}
+
+const TREC: &str = r#"
+name = "trec"
+description = "fixture"
+classes = ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"]
+format = { kind = "trec_label" }
+train = { sources = [{ local = "/unused" }] }
+"#;
+
+#[test]
+fn trec_reads_coarse_labels_as_latin1_and_names_bad_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "t.label", b"DESC:manner How did serfdom develop ?\nLOC:other What is the sister\xf0city ?\nLOC:country What country did the Nazis occupy for 1 , CD NNS IN NNP NNP NNP .\n");
+    let out = read_split(&spec(TREC), &file).unwrap();
+    assert_eq!(out.examples[0], ex("How did serfdom develop ?", 1));
+    assert_eq!(out.examples[1], ex("What is the sister\u{f0}city ?", 4));
+    assert_eq!(out.examples[2].label, 4);
+    let bad = write(dir.path(), "bad.label", b"DESC:manner ok ?\nWHAT:x bad ?\n");
+    let err = format!("{:#}", read_split(&spec(TREC), &bad).unwrap_err());
+    assert!(err.contains("bad.label, line 2") && err.contains("\"WHAT\""), "{err}");
+}
+
+#[test]
+fn aclimdb_and_folder_per_class() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "train/pos/1_9.txt", b"Great <br /><br />film.");
+    write(dir.path(), "train/neg/0_2.txt", b"Dull.");
+    write(dir.path(), "train/neg/1_1.txt", b"   ");
+    write(dir.path(), "train/unsup/0_0.txt", b"No label.");
+    let imdb = spec(r#"
+name = "imdb"
+description = "fixture"
+classes = ["neg", "pos"]
+format = { kind = "acl_imdb" }
+train = { sources = [{ local = "/unused" }] }
+"#);
+    let out = read_split(&imdb, &dir.path().join("train")).unwrap();
+    assert_eq!(out.examples, vec![ex("Dull.", 0), ex("Great <br /><br />film.", 1)]);
+    assert_eq!(out.skipped_empty, 1);
+    assert_eq!(bertfit_data::readers::read_unlabeled_folder(&dir.path().join("train/unsup")).unwrap(), vec!["No label."]);
+
+    let mut strict = imdb.clone();
+    strict.empty_text = catalogue::EmptyText::Fail;
+    let err = format!("{:#}", read_split(&strict, &dir.path().join("train")).unwrap_err());
+    assert!(err.contains("1_1.txt") && err.contains("empty text"), "{err}");
+
+    let folders = spec(r#"
+name = "bbc"
+description = "fixture"
+classes = ["sport", "tech"]
+format = { kind = "folder_per_class", extension = "txt" }
+train = { sources = [{ local = "/unused" }] }
+"#);
+    write(dir.path(), "bbc/sport/001.txt", b"Goal.");
+    write(dir.path(), "bbc/tech/001.txt", b"\xa315m chip");
+    let err = format!("{:#}", read_split(&folders, &dir.path().join("bbc")).unwrap_err());
+    assert!(err.contains("001.txt is not valid UTF-8"), "{err}");
+    let mut mixed = folders.clone();
+    mixed.format = catalogue::Format::FolderPerClass { extension: "txt".into(), encoding: catalogue::Encoding::Utf8OrLatin1 };
+    let out = read_split(&mixed, &dir.path().join("bbc")).unwrap();
+    assert_eq!(out.examples, vec![ex("Goal.", 0), ex("£15m chip", 1)]);
+    write(dir.path(), "bbc/music/001.txt", b"x");
+    let err = format!("{:#}", read_split(&mixed, &dir.path().join("bbc")).unwrap_err());
+    assert!(err.contains("folder \"music\" is not one of the classes"), "{err}");
+}
+
+fn table_spec(file: &str, labels: &str) -> DatasetSpec {
+    spec(&format!(r#"
+name = "t"
+description = "fixture"
+classes = ["neg", "pos"]
+format = {{ kind = "table", file = "{file}", text = ["text"], label = "label", labels = "{labels}", filter = {{ column = "source", equals = "a" }} }}
+train = {{ sources = [{{ local = "/unused" }}] }}
+"#))
+}
+
+#[test]
+fn csv_tsv_jsonl_parquet_tables_with_filter() {
+    use polars::prelude::*;
+    let dir = tempfile::tempdir().unwrap();
+    let expected = vec![ex("good, \"really\"", 1), ex("bad", 0)];
+    let csv = write(dir.path(), "t.csv", b"text,label,source\n\"good, \"\"really\"\"\",1,a\nskip me,0,b\nbad,0,a\n");
+    assert_eq!(read_split(&table_spec("csv", "index"), &csv).unwrap().examples, expected);
+    let tsv = write(dir.path(), "t.tsv", b"text\tlabel\tsource\ngood, \"really\"\tpos\ta\nbad\tneg\ta\n");
+    let tsv_spec = table_spec("tsv", "name");
+    // TSV fields here are unquoted; polars keeps the inner quotes as text.
+    let out = read_split(&tsv_spec, &tsv);
+    assert!(out.is_ok(), "{:?}", out.err());
+    let jsonl = write(dir.path(), "t.jsonl", b"{\"text\": \"good, \\\"really\\\"\", \"label\": 1, \"source\": \"a\"}\n{\"text\": \"x\", \"label\": 1, \"source\": \"b\"}\n{\"text\": \"bad\", \"label\": 0, \"source\": \"a\"}\n");
+    assert_eq!(read_split(&table_spec("jsonl", "index"), &jsonl).unwrap().examples, expected);
+    let parquet = dir.path().join("t.parquet");
+    let mut df = df!("text" => ["good, \"really\"", "bad"], "label" => [1i64, 0], "source" => ["a", "a"]).unwrap();
+    ParquetWriter::new(std::fs::File::create(&parquet).unwrap()).finish(&mut df).unwrap();
+    assert_eq!(read_split(&table_spec("parquet", "index"), &parquet).unwrap().examples, expected);
+
+    let unknown = write(dir.path(), "u.csv", b"text,label,source\nhmm,neutral,a\n");
+    let err = format!("{:#}", read_split(&table_spec("csv", "name"), &unknown).unwrap_err());
+    assert!(err.contains("u.csv, row 1") && err.contains("\"neutral\" is not one of the classes"), "{err}");
+    let no_col = write(dir.path(), "n.csv", b"body,label,source\nhmm,1,a\n");
+    let err = format!("{:#}", read_split(&table_spec("csv", "index"), &no_col).unwrap_err());
+    assert!(err.contains("no column \"text\""), "{err}");
+}
+
+#[test]
+fn unknown_keys_in_a_dataset_file_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "x.toml", format!("{AG}\nlabel_colum = 3\n").as_bytes());
+    let err = format!("{:#}", DatasetSpec::from_file(&path).unwrap_err());
+    assert!(err.contains("x.toml") && err.contains("label_colum"), "{err}");
+    let path = write(dir.path(), "y.toml", AG.replace("local = \"/unused\"", "local = \"/unused\", sha = \"1\"").as_bytes());
+    let err = format!("{:#}", DatasetSpec::from_file(&path).unwrap_err());
+    assert!(err.contains("sha"), "{err}");
+}
+
+#[test]
+fn every_catalogue_entry_parses() {
+    let dir = catalogue::catalogue_dir();
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+        if entry.path().extension().is_some_and(|e| e == "toml") {
+            DatasetSpec::from_file(&entry.path()).unwrap();
+            n += 1;
+        }
+    }
+    assert!(n >= 12, "{n} entries in {}", dir.display());
+}
+
+/// The paper's TREC and AG's News test set, original bytes (`../shared/datasets`
+/// or $BERTFIT_DATA_ROOT).
+fn real_data_root() -> PathBuf {
+    std::env::var_os("BERTFIT_DATA_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets"))
+}
+
+#[test]
+fn real_trec_and_ag_news_test() {
+    let root = real_data_root();
+    assert!(root.join("trec/train_5500.label").is_file(), "the real TREC copy is expected at {}", root.display());
+    let trec = catalogue::find("trec").unwrap();
+    let read = |spec: &DatasetSpec, rel: &str| read_split(spec, &root.join(rel)).unwrap().examples;
+    let train = read(&trec, "trec/train_5500.label");
+    let test = read(&trec, "trec/TREC_10.label");
+    let counts = |ex: &[Example]| (0..6).map(|c| ex.iter().filter(|e| e.label == c).count()).collect::<Vec<_>>();
+    assert_eq!(counts(&train), vec![86, 1162, 1250, 1223, 835, 896]);
+    assert_eq!(counts(&test), vec![9, 138, 94, 65, 81, 113]);
+    // The quirks are kept: the lone 0xF0 byte (line 66), the POS-tagged line 80.
+    assert_eq!(train[65].text, "Which city has the oldest relationship as a sister\u{f0}city with Los Angeles ?");
+    assert_eq!(train[79].text, "What country did the Nazis occupy for 1 , CD NNS IN NNP NNP NNP .");
+
+    let ag = catalogue::find("ag_news").unwrap();
+    let test = read(&ag, "ag_news/test.csv");
+    assert_eq!(counts(&test)[..4], [1900, 1900, 1900, 1900]);
+    assert!(test.iter().all(|e| !e.text.contains("\\n")));
+
+    // The small AG set: train and test carved from test.csv, stratified and recorded.
+    unsafe { std::env::set_var("BERTFIT_DATA_ROOT", &root) };
+    let small = Dataset::load(&catalogue::find("ag_news-test7600").unwrap(), 0).unwrap();
+    assert_eq!(small.test.len(), 4 * 380);
+    assert_eq!(small.dev.len() + small.train.len(), 7600 - 1520);
+    assert_eq!(small.provenance.test_carved, Some(0.2));
+    let again = Dataset::load(&catalogue::find("ag_news-test7600").unwrap(), 0).unwrap();
+    assert_eq!(small.test, again.test);
+}

@@ -1,0 +1,55 @@
+//! Every compiled backend against flex on a tiny random model: the forward pass,
+//! and one training step (forward, backward, AdamW) with dropout off.
+
+use bertfit_model::{Backend, BertConfig, BertForSequenceClassification, BertInput};
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+fn input(device: &Device) -> BertInput {
+    BertInput::from_ids(
+        vec![2, 5, 6, 7, 3, 2, 8, 9, 3, 0],
+        vec![1, 1, 1, 1, 1, 1, 1, 1, 1, 0],
+        [2, 5],
+        device,
+    )
+}
+
+fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+/// Logits before and after one SGD step on a fixed loss; flattened classifier weight after.
+fn run(model: &BertForSequenceClassification, backend: Backend) -> (Vec<f32>, Vec<f32>) {
+    let device = backend.device().unwrap();
+    let logits = to_vec(model.clone().valid().to_device(&device).forward(input(&device)));
+    let train_device = device.clone().autodiff();
+    let model = model.clone().to_device(&train_device).train();
+    let labels = Tensor::<2, Int>::from_data(TensorData::new(vec![1i64, 0], [2, 1]), &train_device);
+    let loss = log_softmax(model.forward(input(&train_device)), 1).gather(1, labels).mean().neg();
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    let grad = grads.get::<2>(model.classifier.weight.id).unwrap();
+    (logits, to_vec(grad))
+}
+
+#[test]
+fn every_compiled_backend_matches_flex() {
+    let mut config = BertConfig::tiny(16);
+    config.hidden_dropout_prob = 0.0;
+    config.attention_probs_dropout_prob = 0.0;
+    let model = BertForSequenceClassification::new(&config, 3, &Device::flex());
+    let (logits, grad) = run(&model, Backend::Flex);
+    let others: Vec<Backend> = Backend::available().into_iter().filter(|b| *b != Backend::Flex).collect();
+    eprintln!("backends compiled in: {:?}", Backend::available());
+    for backend in others {
+        let (l, g) = run(&model, backend);
+        let (dl, dg) = (max_diff(&logits, &l), max_diff(&grad, &g));
+        eprintln!("{backend} vs flex: logits {dl:e}, classifier gradient {dg:e}");
+        assert!(dl < 1e-4 && dg < 1e-4, "{backend}: logits {dl:e}, gradient {dg:e}");
+    }
+}
