@@ -222,3 +222,20 @@ fn real_trec_and_ag_news_test() {
     let again = Dataset::load(&catalogue::find("ag_news-test7600").unwrap(), 0).unwrap();
     assert_eq!(small.test, again.test);
 }
+
+#[test]
+fn a_local_copy_with_the_wrong_sha256_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "t.label", b"DESC:manner How ?\n");
+    let source = catalogue::Source {
+        local: Some(file.clone()),
+        sha256: Some("00".repeat(32)),
+        ..Default::default()
+    };
+    let err = format!("{:#}", source.resolve().unwrap_err());
+    assert!(err.contains("sha256 mismatch") && err.contains("t.label"), "{err}");
+    let missing = catalogue::Source { local: Some(dir.path().join("nope")), ..Default::default() };
+    assert!(missing.resolve().unwrap().is_err(), "a missing local copy falls through to the next source");
+    let both = catalogue::Source { local: Some(file), url: Some("x".into()), ..Default::default() };
+    assert!(format!("{:#}", both.resolve().unwrap_err()).contains("exactly one of"));
+}

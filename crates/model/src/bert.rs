@@ -176,19 +176,24 @@ impl BertSelfAttention {
     }
 }
 
-/// `BertSelfOutput`: projection, dropout, residual, LayerNorm.
+/// HF's `BertSelfOutput` and `BertOutput`, which are the same computation on
+/// different input widths: projection, dropout, residual, LayerNorm.
 #[derive(Module, Debug)]
-pub struct BertSelfOutput {
+pub struct BertResidualOutput {
     pub dense: Linear,
     pub LayerNorm: LayerNorm,
     pub dropout: Dropout,
 }
 
-impl BertSelfOutput {
-    pub fn new(config: &BertConfig, device: &Device) -> Self {
-        let h = config.hidden_size;
+/// `BertSelfOutput`: after attention (input width `hidden_size`).
+pub type BertSelfOutput = BertResidualOutput;
+/// `BertOutput`: after the feed-forward expansion (input width `intermediate_size`).
+pub type BertOutput = BertResidualOutput;
+
+impl BertResidualOutput {
+    pub fn new(d_in: usize, config: &BertConfig, device: &Device) -> Self {
         Self {
-            dense: linear(h, h, config.initializer_range, device),
+            dense: linear(d_in, config.hidden_size, config.initializer_range, device),
             LayerNorm: layer_norm(config, device),
             dropout: DropoutConfig::new(config.hidden_dropout_prob).init(),
         }
@@ -211,7 +216,7 @@ impl BertAttention {
     pub fn new(config: &BertConfig, device: &Device) -> Self {
         Self {
             self_attention: BertSelfAttention::new(config, device),
-            output: BertSelfOutput::new(config, device),
+            output: BertSelfOutput::new(config.hidden_size, config, device),
         }
     }
 
@@ -271,34 +276,6 @@ impl BertIntermediate {
     }
 }
 
-/// `BertOutput`: the feed-forward contraction, dropout, residual, LayerNorm.
-#[derive(Module, Debug)]
-pub struct BertOutput {
-    pub dense: Linear,
-    pub LayerNorm: LayerNorm,
-    pub dropout: Dropout,
-}
-
-impl BertOutput {
-    pub fn new(config: &BertConfig, device: &Device) -> Self {
-        Self {
-            dense: linear(
-                config.intermediate_size,
-                config.hidden_size,
-                config.initializer_range,
-                device,
-            ),
-            LayerNorm: layer_norm(config, device),
-            dropout: DropoutConfig::new(config.hidden_dropout_prob).init(),
-        }
-    }
-
-    pub fn forward(&self, hidden: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
-        let x = self.dropout.forward(self.dense.forward(hidden));
-        self.LayerNorm.forward(x + residual)
-    }
-}
-
 /// `BertLayer`: one post-LN Transformer block.
 #[derive(Module, Debug)]
 pub struct BertLayer {
@@ -312,7 +289,7 @@ impl BertLayer {
         Self {
             attention: BertAttention::new(config, device),
             intermediate: BertIntermediate::new(config, device),
-            output: BertOutput::new(config, device),
+            output: BertOutput::new(config.intermediate_size, config, device),
         }
     }
 
