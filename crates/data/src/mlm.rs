@@ -130,6 +130,33 @@ pub fn mask(sequence: &[u32], config: &MaskingConfig, special: &SpecialTokens, v
     Masked { input_ids, labels }
 }
 
+/// The further pre-training corpus of some datasets: the texts of their train
+/// splits only (never dev or test, which the original code leaked into its
+/// corpus), split into sentences, tokenized and packed into sequences of at
+/// most `max_len`. Extra unlabeled texts (IMDb's `unsup`) may be added.
+pub fn build_corpus(
+    datasets: &[&crate::Dataset],
+    extra_texts: &[String],
+    tokenizer: &crate::BertTokenizer,
+    max_len: usize,
+) -> anyhow::Result<Vec<Vec<u32>>> {
+    let mut documents: Vec<Vec<String>> = Vec::new();
+    for dataset in datasets {
+        for example in &dataset.train {
+            documents.push(split_sentences(&example.text, &dataset.language));
+        }
+    }
+    let language = datasets.first().map(|d| d.language.as_str()).unwrap_or("en");
+    for text in extra_texts {
+        documents.push(split_sentences(text, language));
+    }
+    let sentences: Vec<&str> = documents.iter().flatten().map(|s| s.as_str()).collect();
+    let mut ids = crate::tokenize_cached(tokenizer, &sentences)?.into_iter();
+    let tokenized: Vec<Vec<Vec<u32>>> =
+        documents.iter().map(|doc| doc.iter().map(|_| ids.next().expect("one per sentence")).collect()).collect();
+    Ok(pack(&tokenized, max_len, &tokenizer.special))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,7 +197,7 @@ mod tests {
             seq.push(SPECIAL.sep);
             let m = mask(&seq, &MaskingConfig::default(), &SPECIAL, 30522, &mut rng);
             let n = m.labels.iter().filter(|&&l| l != IGNORE).count();
-            assert!(n <= 20 && n >= 1);
+            assert!((1..=20).contains(&n));
             assert_eq!(m.labels[0], IGNORE);
             assert_eq!(*m.labels.last().unwrap(), IGNORE);
             assert_eq!((m.input_ids[0], *m.input_ids.last().unwrap()), (SPECIAL.cls, SPECIAL.sep));
@@ -199,31 +226,4 @@ mod tests {
         assert!((share(kept) - 0.1).abs() < 0.01, "kept {}", share(kept));
         assert!(tokens > 0);
     }
-}
-
-/// The further pre-training corpus of some datasets: the texts of their train
-/// splits only (never dev or test, which the original code leaked into its
-/// corpus), split into sentences, tokenized and packed into sequences of at
-/// most `max_len`. Extra unlabeled texts (IMDb's `unsup`) may be added.
-pub fn build_corpus(
-    datasets: &[&crate::Dataset],
-    extra_texts: &[String],
-    tokenizer: &crate::BertTokenizer,
-    max_len: usize,
-) -> anyhow::Result<Vec<Vec<u32>>> {
-    let mut documents: Vec<Vec<String>> = Vec::new();
-    for dataset in datasets {
-        for example in &dataset.train {
-            documents.push(split_sentences(&example.text, &dataset.language));
-        }
-    }
-    let language = datasets.first().map(|d| d.language.as_str()).unwrap_or("en");
-    for text in extra_texts {
-        documents.push(split_sentences(text, language));
-    }
-    let sentences: Vec<&str> = documents.iter().flatten().map(|s| s.as_str()).collect();
-    let mut ids = crate::tokenize_cached(tokenizer, &sentences)?.into_iter();
-    let tokenized: Vec<Vec<Vec<u32>>> =
-        documents.iter().map(|doc| doc.iter().map(|_| ids.next().expect("one per sentence")).collect()).collect();
-    Ok(pack(&tokenized, max_len, &tokenizer.special))
 }

@@ -10,9 +10,10 @@ use std::str::FromStr;
 use anyhow::{Result, bail};
 use burn::tensor::Device;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Backend {
     /// burn-flex: pure-Rust CPU with threads and SIMD.
+    #[default]
     Flex,
     /// burn-ndarray: the older pure-Rust CPU backend.
     NdArray,
@@ -25,12 +26,6 @@ pub enum Backend {
 }
 
 pub const BACKEND_NAMES: &str = "flex, ndarray, tch, tch-cuda[:N], wgpu";
-
-impl Default for Backend {
-    fn default() -> Self {
-        Self::Flex
-    }
-}
 
 impl FromStr for Backend {
     type Err = anyhow::Error;

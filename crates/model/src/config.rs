@@ -120,7 +120,7 @@ impl BertConfig {
                 bail!("key {key} must be positive");
             }
         }
-        if self.hidden_size % self.num_attention_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             bail!(
                 "hidden_size {} is not a multiple of num_attention_heads {}",
                 self.hidden_size,
@@ -135,7 +135,7 @@ impl BertConfig {
                 bail!("key {key} must be in [0, 1), got {p}");
             }
         }
-        if !(self.layer_norm_eps > 0.0) {
+        if self.layer_norm_eps.is_nan() || self.layer_norm_eps <= 0.0 {
             bail!("key layer_norm_eps must be positive");
         }
         Ok(())
