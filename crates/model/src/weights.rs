@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use burn_store::{
-    ApplyResult, BurnToPyTorchAdapter, KeyRemapper, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter,
+    ApplyResult, BurnToPyTorchAdapter, KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter,
     PytorchStore, SafetensorsStore,
 };
 
@@ -58,33 +58,17 @@ pub struct LoadReport {
     pub initialized: Vec<String>,
 }
 
-fn key_remapper(prefix: EncoderPrefix, file_has_bert_prefix: bool) -> Result<KeyRemapper> {
-    let mut remapper = KeyRemapper::new()
+/// Checkpoint names to ours. The prefix rule is a no-op on names already in
+/// the wanted form, so it needs no look at the file first.
+fn key_remapper(prefix: EncoderPrefix) -> Result<KeyRemapper> {
+    let remapper = KeyRemapper::new()
         .add_pattern(r"(^|\.)attention\.self\.", "${1}attention.self_attention.")?
         .add_pattern(r"LayerNorm\.gamma$", "LayerNorm.weight")?
         .add_pattern(r"LayerNorm\.beta$", "LayerNorm.bias")?;
-    match (prefix, file_has_bert_prefix) {
-        (EncoderPrefix::Bare, true) => remapper = remapper.add_pattern(r"^bert\.", "")?,
-        (EncoderPrefix::Bert, false) => {
-            remapper = remapper.add_pattern(r"^(embeddings|encoder|pooler)\.", "bert.${1}.")?
-        }
-        _ => {}
-    }
-    Ok(remapper)
-}
-
-fn file_keys(path: &Path) -> Result<Vec<String>> {
-    if path.extension().is_some_and(|e| e == "safetensors") {
-        let mut store = SafetensorsStore::from_file(path);
-        store
-            .keys()
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
-    } else {
-        let mut store = PytorchStore::from_file(path);
-        store
-            .keys()
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
-    }
+    Ok(match prefix {
+        EncoderPrefix::Bare => remapper.add_pattern(r"^bert\.", "")?,
+        EncoderPrefix::Bert => remapper.add_pattern(r"^(embeddings|encoder|pooler)\.", "bert.${1}.")?,
+    })
 }
 
 /// Loads the weights of the HF model directory `dir` into `module`.
@@ -98,9 +82,7 @@ pub fn load_hf_weights<M: ModuleSnapshot>(
     may_be_missing: &[&str],
 ) -> Result<LoadReport> {
     let path = weights_file(dir)?;
-    let keys = file_keys(&path)?;
-    let has_bert_prefix = keys.iter().any(|k| k.starts_with("bert."));
-    let remapper = key_remapper(prefix, has_bert_prefix)?;
+    let remapper = key_remapper(prefix)?;
     let result = if path.extension().is_some_and(|e| e == "safetensors") {
         let mut store = SafetensorsStore::from_file(&path)
             .remap(remapper)
