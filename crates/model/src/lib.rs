@@ -12,7 +12,10 @@ pub use config::BertConfig;
 pub use weights::{EncoderPrefix, LoadReport, load_hf_weights, save_hf_weights, weights_file};
 pub mod heads;
 
-pub use heads::BertForSequenceClassification;
+pub mod feat;
+
+pub use feat::{BertFeatClassifier, FeatConfig};
+pub use heads::{AttentionPool, BertForMultiTask, BertForSequenceClassification, ChunkPool, Combine, Features, HeadConfig, LayerSet};
 
 use std::path::Path;
 

@@ -1,7 +1,7 @@
 //! Every compiled backend against flex on a tiny random model: the forward pass,
 //! and one training step (forward, backward, AdamW) with dropout off.
 
-use bertfit_model::{Backend, BertConfig, BertForSequenceClassification, BertInput};
+use bertfit_model::{Backend, BertConfig, BertForSequenceClassification, BertInput, HeadConfig};
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::activation::log_softmax;
@@ -42,7 +42,7 @@ fn every_compiled_backend_matches_flex() {
     let mut config = BertConfig::tiny(16);
     config.hidden_dropout_prob = 0.0;
     config.attention_probs_dropout_prob = 0.0;
-    let model = BertForSequenceClassification::new(&config, 3, &Device::flex());
+    let model = BertForSequenceClassification::new(&config, 3, HeadConfig::default(), &Device::flex());
     let (logits, grad) = run(&model, Backend::Flex);
     let others: Vec<Backend> = Backend::available().into_iter().filter(|b| *b != Backend::Flex).collect();
     eprintln!("backends compiled in: {:?}", Backend::available());

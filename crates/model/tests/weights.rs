@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use bertfit_model::{
-    BertConfig, BertForSequenceClassification, BertInput, BertModel, EncoderPrefix, load_hf_weights, load_pretrained,
+    BertConfig, BertForSequenceClassification, BertInput, BertModel, EncoderPrefix, HeadConfig, load_hf_weights, load_pretrained,
     save_hf_weights,
 };
 use burn::module::Module;
@@ -42,7 +42,7 @@ fn pytorch_bin_with_bert_prefix_and_gamma_beta_matches_hf() {
     let bytes = std::fs::read(fixtures().join("tiny_bert_pt_outputs.safetensors")).unwrap();
     let st = SafeTensors::deserialize(&bytes).unwrap();
     let config = BertConfig::from_file(&dir.join("config.json")).unwrap();
-    let (model, report) = BertForSequenceClassification::from_pretrained(&dir, &config, 3, &device()).unwrap();
+    let (model, report) = BertForSequenceClassification::from_pretrained(&dir, &config, 3, HeadConfig::default(), &device()).unwrap();
     assert!(report.initialized.is_empty(), "the checkpoint has a classifier: {:?}", report.initialized);
     let input = BertInput::from_ids(read_i64(&st, "input_ids"), read_i64(&st, "attention_mask"), [2, 6], &device());
     let logits = to_vec(model.valid().forward(input));

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use bertfit_model::{Backend, BertConfig, BertForSequenceClassification, BertInput};
+use bertfit_model::{Backend, BertConfig, BertForSequenceClassification, BertInput, HeadConfig};
 use bertfit_train::{AdamW, OptimizerConfig, cross_entropy};
 use burn::module::Module;
 use burn::optim::GradientsParams;
@@ -84,7 +84,7 @@ fn worker(args: &BenchArgs, backend: Backend, seq_len: usize) -> Result<Measurem
     let config = BertConfig::from_file(&dir.join("config.json"))?;
     let device = backend.device()?;
     let train_device = device.clone().autodiff();
-    let (mut model, _) = BertForSequenceClassification::from_pretrained(&dir, &config, 2, &train_device)?;
+    let (mut model, _) = BertForSequenceClassification::from_pretrained(&dir, &config, 2, HeadConfig::default(), &train_device)?;
     let batch = args.batch;
     let ids = synthetic_ids(batch, seq_len, config.vocab_size);
     let input = |device| BertInput::from_ids(ids.clone(), vec![1; batch * seq_len], [batch, seq_len], device);

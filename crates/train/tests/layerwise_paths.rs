@@ -1,7 +1,7 @@
 //! Layer-wise rates see the module paths the optimizer sees: every parameter of
 //! a BERT classifier gets the factor of its depth.
 
-use bertfit_model::{BertConfig, BertForSequenceClassification};
+use bertfit_model::{BertConfig, BertForSequenceClassification, HeadConfig};
 use bertfit_train::LayerwiseDecay;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};
@@ -27,7 +27,7 @@ impl ModuleVisitor for Paths {
 #[test]
 fn every_parameter_gets_its_depth_factor() {
     let config = BertConfig::tiny(16); // 2 blocks
-    let model = BertForSequenceClassification::new(&config, 2, &Device::flex());
+    let model = BertForSequenceClassification::new(&config, 2, HeadConfig::default(), &Device::flex());
     let mut visitor = Paths::default();
     model.visit(&mut visitor);
     let decay = LayerwiseDecay { xi: 0.5, embeddings_at_base_lr: false };

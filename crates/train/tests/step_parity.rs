@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use bertfit_model::{BertConfig, BertForSequenceClassification, BertInput, save_hf_weights};
+use bertfit_model::{BertConfig, BertForSequenceClassification, BertInput, HeadConfig, save_hf_weights};
 use bertfit_train::{AdamW, OptimizerConfig, Schedule, ScheduleConfig, ScheduleKind, Warmup, cross_entropy};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -41,7 +41,7 @@ fn three_adamw_steps_match_pytorch() {
     config.hidden_dropout_prob = 0.0;
     config.attention_probs_dropout_prob = 0.0;
     let device = Device::flex().autodiff();
-    let (mut model, _) = BertForSequenceClassification::from_pretrained(&dir, &config, 3, &device).unwrap();
+    let (mut model, _) = BertForSequenceClassification::from_pretrained(&dir, &config, 3, HeadConfig::default(), &device).unwrap();
 
     let input = || BertInput::from_ids(i64s(&st, "input_ids"), i64s(&st, "attention_mask"), [3, 6], &device);
     let labels = Tensor::<1, Int>::from_data(TensorData::new(i64s(&st, "labels"), [3]), &device);
