@@ -173,7 +173,73 @@ impl ModuleMapper for Update<'_> {
     }
 }
 
+/// Module path of every float parameter, in visiting order.
+struct ParamPaths {
+    path: Vec<String>,
+    found: Vec<(String, ParamId)>,
+}
+
+impl ModuleVisitor for ParamPaths {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.found.push((self.path.join("."), param.id));
+    }
+}
+
+/// `(path, id)` of every float parameter of `module`.
+pub fn param_paths<M: Module>(module: &M) -> Vec<(String, ParamId)> {
+    let mut visitor = ParamPaths { path: Vec::new(), found: Vec::new() };
+    module.visit(&mut visitor);
+    visitor.found
+}
+
+/// The optimizer's state in a form that outlives the process: parameter ids
+/// are per process, so moments are keyed by module path.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OptimizerState {
+    pub step: u64,
+    /// `(path, first moment, second moment)`, flattened.
+    pub moments: Vec<(String, Vec<f32>, Vec<f32>)>,
+}
+
 impl AdamW {
+    /// The moments of `module`'s parameters, by path (for checkpoints).
+    pub fn state<M: Module>(&self, module: &M) -> OptimizerState {
+        let values = |t: &Tensor<1>| t.clone().into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 moments");
+        let moments = param_paths(module)
+            .into_iter()
+            .filter_map(|(path, id)| self.moments.get(&id).map(|s| (path, values(&s.m), values(&s.v))))
+            .collect();
+        OptimizerState { step: self.step, moments }
+    }
+
+    /// Restores a state saved by [`AdamW::state`] for `module` (same structure).
+    pub fn load_state<M: Module>(&mut self, module: &M, state: OptimizerState, device: &burn::tensor::Device) -> anyhow::Result<()> {
+        let ids: HashMap<String, ParamId> = param_paths(module).into_iter().collect();
+        // Moments live without autodiff, as the gradients they are made of.
+        let device = &device.clone().inner();
+        self.moments.clear();
+        for (path, m, v) in state.moments {
+            let Some(&id) = ids.get(&path) else {
+                anyhow::bail!("optimizer state has moments for {path:?}, which the model does not have");
+            };
+            let tensor = |x: Vec<f32>| {
+                let n = x.len();
+                Tensor::<1>::from_data(burn::tensor::TensorData::new(x, [n]), device)
+            };
+            self.moments.insert(id, Moments { m: tensor(m), v: tensor(v) });
+        }
+        self.step = state.step;
+        Ok(())
+    }
+
     pub fn new(config: OptimizerConfig) -> Self {
         Self {
             config,
