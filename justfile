@@ -40,7 +40,7 @@ torch:
 
 # The test suite: every backend CI can run (flex, ndarray, tch on CPU, wgpu on a software driver).
 test: torch
-    {{tch_env}} cargo test --release --workspace --features bertfit-runner/tch,bertfit-runner/wgpu
+    BERTFIT_PYTHON={{venv}}/bin/python {{tch_env}} cargo test --release --workspace --features bertfit-runner/tch,bertfit-runner/wgpu
 
 # Throughput against HF transformers on the same shapes and thread count.
 bench: build-all

@@ -264,8 +264,7 @@ impl Split {
 
 impl DatasetSpec {
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let spec: Self = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let spec: Self = read_toml(path)?;
         spec.validate().with_context(|| format!("in {}", path.display()))?;
         Ok(spec)
     }
@@ -298,6 +297,24 @@ pub fn catalogue_dir() -> PathBuf {
 }
 
 /// The spec of a dataset by name (`datasets/NAME.toml`) or by path to a TOML file.
+/// Reads a TOML file into `T`; a parse error (an unknown key among them) is
+/// one line: `FILE:LINE:COLUMN: message`.
+pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    toml::from_str(&text).map_err(|e| {
+        let place = e
+            .span()
+            .map(|span| {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                format!(":{line}:{column}")
+            })
+            .unwrap_or_default();
+        anyhow::anyhow!("{}{place}: {}", path.display(), e.message().trim().replace('\n', " "))
+    })
+}
+
 pub fn find(name: &str) -> Result<DatasetSpec> {
     let as_path = Path::new(name);
     if as_path.extension().is_some_and(|e| e == "toml") {

@@ -39,7 +39,7 @@ pub enum Pool {
 }
 
 /// Reads one text per line; a line that is not UTF-8 is an error naming it.
-fn read_lines(input: Option<&PathBuf>) -> Result<Vec<String>> {
+pub fn read_lines(input: Option<&std::path::Path>) -> Result<Vec<String>> {
     let (reader, name): (Box<dyn Read>, String) = match input {
         Some(path) => (
             Box::new(std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?),
@@ -106,7 +106,7 @@ pub fn run(args: EncodeArgs) -> Result<()> {
             config.max_position_embeddings
         );
     }
-    let texts = read_lines(args.input.as_ref())?;
+    let texts = read_lines(args.input.as_deref())?;
     let content = tokenizer.tokenize(&texts)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

@@ -3,6 +3,7 @@
 
 mod bench;
 mod encode;
+mod finetune;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -61,6 +62,36 @@ enum Command {
         #[arg(long, default_value = "results/datasets")]
         out: PathBuf,
     },
+    /// Fine-tune a classifier as `run.toml` says (dataset, long-text handling,
+    /// head, optimizer, schedule, epochs). Writes metrics.json, curve.csv,
+    /// config.toml and model/ (HF layout) to --out; a killed run resumes from
+    /// its last checkpoint when rerun, a finished one is not redone.
+    Finetune {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Output directory (default: results/runs/<config file name>).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Overrides the config's backend: flex, ndarray, tch, tch-cuda[:N], wgpu.
+        #[arg(long)]
+        backend: Option<Backend>,
+        /// No progress bar or log lines.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Classify texts (one per line, stdin or --input) with a model `finetune`
+    /// wrote: one JSON line per text with the label and the class probabilities.
+    Predict {
+        /// The `model/` directory of a finetune run.
+        #[arg(long, value_name = "DIR")]
+        model: PathBuf,
+        #[arg(long, default_value = "flex")]
+        backend: Backend,
+        #[arg(long, value_name = "FILE")]
+        input: Option<PathBuf>,
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+    },
     /// Print a learning-rate schedule as `step,lr` CSV, one row per step 0..N-1.
     Schedule {
         /// constant, constant_with_warmup, linear, cosine, cosine_with_restarts, polynomial.
@@ -103,6 +134,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Encode(args) => encode::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Finetune { config, out, backend, quiet } => finetune::run(&config, out, backend, quiet),
+        Command::Predict { model, backend, input, batch_size } => finetune::predict(&model, backend, input.as_deref(), batch_size),
         Command::Stats { datasets, model, split_seed, out } => stats(&datasets, model, split_seed, &out),
         Command::Schedule { kind, total, warmup, lr, cycles, power, lr_end } => {
             schedule(kind, total, &warmup, lr, cycles, power, lr_end)

@@ -103,3 +103,199 @@ fn bad_inputs_get_one_line_errors() {
         assert_clean_error(&bertfit(&["encode", "--model", model, "--backend", "tch"], b"a\n"), "just build-tch");
     }
 }
+
+const GOOD: &[&str] = &["good", "very", "!", "it", "is"];
+const BAD: &[&str] = &["bad", "plot", ".", ",", "was"];
+
+/// A two-class dataset (TREC's `LABEL:fine text` format) whose classes use
+/// different words; returns the dataset TOML.
+fn toy_dataset(dir: &Path) -> std::path::PathBuf {
+    let mut state = 17u64;
+    let mut lines = |n: usize| {
+        (0..n)
+            .map(|i| {
+                let (label, words) = if i % 2 == 0 { ("GOOD", GOOD) } else { ("BAD", BAD) };
+                let text: Vec<&str> = (0..3 + i % 5)
+                    .map(|_| {
+                        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        words[(state >> 33) as usize % words.len()]
+                    })
+                    .collect();
+                format!("{label}:x the movie {}\n", text.join(" "))
+            })
+            .collect::<String>()
+    };
+    std::fs::write(dir.join("train.label"), lines(80)).unwrap();
+    std::fs::write(dir.join("test.label"), lines(20)).unwrap();
+    let toml = format!(
+        "name = \"toy\"\ndescription = \"two made-up classes\"\nclasses = [\"GOOD\", \"BAD\"]\nformat = {{ kind = \"trec_label\" }}\ncarve = {{ dev = 0.25 }}\n\
+         [train]\nsources = [{{ local = \"{0}/train.label\" }}]\n[test]\nsources = [{{ local = \"{0}/test.label\" }}]\n",
+        dir.display()
+    );
+    let path = dir.join("toy.toml");
+    std::fs::write(&path, toml).unwrap();
+    path
+}
+
+fn run_toml(dir: &Path, model: &Path, dataset: &Path, extra: &str) -> std::path::PathBuf {
+    let text = format!(
+        "model = \"{}\"\n[data]\ndataset = \"{}\"\nmax_len = 16\n[training]\nepochs = 2\nbatch_size = 8\nlr = 1e-3\nseed = 3\n{extra}",
+        model.display(),
+        dataset.display()
+    );
+    let path = dir.join("run.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn metrics(out: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn finetune_writes_a_run_and_predict_uses_its_model() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_model(dir.path());
+    let config = run_toml(dir.path(), dir.path(), &toy_dataset(dir.path()), "");
+    let out = dir.path().join("out");
+    let args = ["finetune", "--config", config.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"];
+    let run = bertfit(&args, b"");
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let m = metrics(&out);
+    assert_eq!(m["backend"], "flex");
+    assert_eq!(m["sizes"], serde_json::json!([60, 20, 20]));
+    assert_eq!(m["result"]["curve"].as_array().unwrap().len(), 2);
+    assert!(m["result"]["test_error"].as_f64().unwrap() <= 1.0);
+    assert!(!m["commit"].as_str().unwrap().is_empty());
+    assert_eq!(std::fs::read_to_string(out.join("curve.csv")).unwrap().lines().count(), 3);
+    assert!(!out.join("checkpoints").exists(), "checkpoints are removed once the run is written");
+    let hf: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("model/config.json")).unwrap()).unwrap();
+    assert_eq!(hf["architectures"][0], "BertForSequenceClassification");
+    assert_eq!(hf["id2label"]["1"], "BAD");
+
+    // Done already: a rerun does nothing and says so.
+    let again = bertfit(&args, b"");
+    assert!(again.status.success() && String::from_utf8_lossy(&again.stderr).contains("done already"));
+
+    let predicted = bertfit(&["predict", "--model", out.join("model").to_str().unwrap()], b"the movie was good !\nbad plot .\n");
+    assert!(predicted.status.success(), "{}", String::from_utf8_lossy(&predicted.stderr));
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8(predicted.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    for line in &lines {
+        let p = line["probabilities"].as_object().unwrap();
+        let sum: f64 = p.values().map(|v| v.as_f64().unwrap()).sum();
+        assert!((sum - 1.0).abs() < 1e-5);
+        assert!(p.contains_key(line["label"].as_str().unwrap()));
+    }
+}
+
+#[test]
+fn a_killed_finetune_resumes_to_the_same_result() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_model(dir.path());
+    let config = run_toml(dir.path(), dir.path(), &toy_dataset(dir.path()), "checkpoint_every = 2\n");
+    let config = config.to_str().unwrap();
+    let whole = dir.path().join("whole");
+    assert!(bertfit(&["finetune", "--config", config, "--out", whole.to_str().unwrap(), "--quiet"], b"").status.success());
+
+    let resumed = dir.path().join("resumed");
+    let args = ["finetune", "--config", config, "--out", resumed.to_str().unwrap(), "--quiet"];
+    let stopped = Command::new(env!("CARGO_BIN_EXE_bertfit")).args(args).env("BERTFIT_STOP_AFTER_STEPS", "5").output().unwrap();
+    assert!(stopped.status.success(), "{}", String::from_utf8_lossy(&stopped.stderr));
+    assert!(!resumed.join("metrics.json").exists() && resumed.join("checkpoints/LATEST").exists());
+    let finished = bertfit(&args, b"");
+    assert!(finished.status.success(), "{}", String::from_utf8_lossy(&finished.stderr));
+    assert_eq!(untimed_curve(&resumed), untimed_curve(&whole));
+}
+
+/// The curve of a run without its timings, which differ from run to run.
+fn untimed_curve(out: &Path) -> serde_json::Value {
+    let mut curve = metrics(out)["result"]["curve"].clone();
+    for epoch in curve.as_array_mut().unwrap() {
+        let epoch = epoch.as_object_mut().unwrap();
+        epoch.remove("train_seconds");
+        epoch.remove("eval_seconds");
+    }
+    curve
+}
+
+#[test]
+fn bad_run_configs_get_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_model(dir.path());
+    let dataset = toy_dataset(dir.path());
+    let run = |extra: &str| {
+        let config = run_toml(dir.path(), dir.path(), &dataset, extra);
+        bertfit(&["finetune", "--config", config.to_str().unwrap(), "--out", dir.path().join("o").to_str().unwrap(), "--quiet"], b"")
+    };
+    assert_clean_error(&run("learning_rate = 1e-3\n"), "learning_rate");
+    assert_clean_error(&run("[head]\nchunk_pool = \"mean\"\n"), "head.chunk_pool");
+    assert_clean_error(&run("[head]\nfeatures = { kind = \"layer\", layer = 5 }\n"), "features.layer = 5");
+    let missing = bertfit(&["finetune", "--config", "/nonexistent/run.toml"], b"");
+    assert_clean_error(&missing, "/nonexistent/run.toml");
+    let no_model = bertfit(&["predict", "--model", dir.path().to_str().unwrap()], b"a\n");
+    assert_clean_error(&no_model, "bertfit.json");
+}
+
+/// The exported model against HF transformers (tools/check_hf_classifier.py),
+/// when `BERTFIT_PYTHON` names a Python with torch and transformers (`just
+/// test` sets it to the project venv's).
+#[test]
+fn exported_classifier_loads_in_hf_transformers() {
+    let Ok(python) = std::env::var("BERTFIT_PYTHON") else {
+        eprintln!("BERTFIT_PYTHON is not set: HF load check not run (`just test` runs it)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    tiny_model(dir.path());
+    let config = run_toml(dir.path(), dir.path(), &toy_dataset(dir.path()), "");
+    let out = dir.path().join("out");
+    let run = bertfit(&["finetune", "--config", config.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"], b"");
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let texts = "the movie was good !\nbad plot .\nit is very very good\n";
+    let predicted = bertfit(&["predict", "--model", out.join("model").to_str().unwrap()], texts.as_bytes());
+    assert!(predicted.status.success());
+    std::fs::write(dir.path().join("texts.txt"), texts).unwrap();
+    std::fs::write(dir.path().join("predicted.jsonl"), &predicted.stdout).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/check_hf_classifier.py");
+    let check = Command::new(python)
+        .arg(script)
+        .arg(out.join("model"))
+        .arg(dir.path().join("texts.txt"))
+        .arg(dir.path().join("predicted.jsonl"))
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}{}", String::from_utf8_lossy(&check.stdout), String::from_utf8_lossy(&check.stderr));
+    eprintln!("{}", String::from_utf8_lossy(&check.stdout).trim());
+}
+
+#[test]
+fn multitask_and_bert_feat_runs_from_toml() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_model(dir.path());
+    let toy = toy_dataset(dir.path());
+    // A second task: the same texts under the other dataset name.
+    let other = dir.path().join("toy2.toml");
+    std::fs::write(&other, std::fs::read_to_string(&toy).unwrap().replace("name = \"toy\"", "name = \"toy2\"")).unwrap();
+    let cache = dir.path().join("cache");
+    let run = |extra: &str, out: &str| {
+        let config = run_toml(dir.path(), dir.path(), &toy, extra);
+        let out = dir.path().join(out);
+        let result = Command::new(env!("CARGO_BIN_EXE_bertfit"))
+            .args(["finetune", "--config", config.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"])
+            .env("BERTFIT_CACHE", &cache)
+            .output()
+            .unwrap();
+        assert!(result.status.success(), "{extra}: {}", String::from_utf8_lossy(&result.stderr));
+        metrics(&out)
+    };
+    let multitask = run(&format!("[multitask]\ndatasets = [\"{}\", \"{}\"]\ntraining = {{ epochs = 1, batch_size = 8, lr = 1e-3 }}\n", other.display(), toy.display()), "mt");
+    let stage = &multitask["multitask"]["curve"][0]["tasks"];
+    assert_eq!(stage.as_array().unwrap().len(), 2, "{multitask}");
+    assert_eq!(multitask["result"]["curve"].as_array().unwrap().len(), 2);
+
+    let feat = run("[bert_feat]\nlstm_hidden = 8\nattention_hidden = 8\nhops = 2\nmlp_hidden = 8\n", "feat");
+    assert_eq!(feat["result"]["curve"].as_array().unwrap().len(), 2);
+    assert_eq!(std::fs::read_dir(cache.join("features")).unwrap().count(), 3, "train, dev and test features cached");
+}
