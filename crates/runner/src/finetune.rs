@@ -238,24 +238,9 @@ fn multitask_stage(
     Ok((done.model, done.result))
 }
 
-/// The commit this binary runs from, `-dirty` when the tree has changes.
-pub fn commit() -> String {
-    let git = |args: &[&str]| {
-        std::process::Command::new("git")
-            .args(args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    };
-    match git(&["rev-parse", "--short=12", "HEAD"]) {
-        Some(hash) => {
-            let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
-            if dirty { format!("{hash}-dirty") } else { hash }
-        }
-        None => "unknown".into(),
-    }
+/// The commit this binary was built from (`-dirty`: with uncommitted changes).
+pub fn commit() -> &'static str {
+    env!("BERTFIT_COMMIT")
 }
 
 /// Everything a finished run writes to `metrics.json`.
@@ -378,7 +363,7 @@ pub fn run(config_path: &Path, out: Option<PathBuf>, backend: Option<Backend>, q
         config,
         model_dir,
         backend: backend.to_string(),
-        commit: commit(),
+        commit: commit().to_string(),
         dataset: dataset.provenance.clone(),
         sizes: [train.len(), dev.len(), test.len()],
         result,
@@ -420,8 +405,8 @@ fn print_summary(m: &RunMetrics) {
     );
 }
 
-/// Writes the model as HF `BertForSequenceClassification` (+ tokenizer files
-/// and `bertfit.json`). With the default head HF transformers loads it as it is.
+/// Writes the model in HF's layout (+ tokenizer files and `bertfit.json`).
+/// With the default head it is HF's `BertForSequenceClassification` as it is.
 #[allow(clippy::too_many_arguments)]
 fn export(
     model: &BertForSequenceClassification,
@@ -440,7 +425,10 @@ fn export(
     let label2id: serde_json::Map<String, serde_json::Value> = classes.iter().enumerate().map(|(i, c)| (c.clone(), i.into())).collect();
     config.extra.insert("id2label".into(), id2label.into());
     config.extra.insert("label2id".into(), label2id.into());
-    config.save(&dir.join("config.json"), "BertForSequenceClassification")?;
+    // HF's class is the pooler head on one sequence; with another head HF
+    // loads the encoder (BertModel) and bertfit.json describes the rest.
+    let architecture = if head == HeadConfig::default() { "BertForSequenceClassification" } else { "BertModel" };
+    config.save(&dir.join("config.json"), architecture)?;
     for name in ["tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"] {
         if source_dir.join(name).is_file() {
             std::fs::copy(source_dir.join(name), dir.join(name))?;
@@ -472,7 +460,7 @@ pub fn predict(dir: &Path, backend: Backend, input: Option<&Path>, batch_size: u
     let probabilities = bertfit_train::predict_probabilities(&model, 0, &split, batch_size, &device);
     let mut stdout = std::io::stdout().lock();
     for (index, p) in probabilities.iter().enumerate() {
-        let best = p.iter().enumerate().fold(0, |b, (i, &v)| if v > p[b] { i } else { b });
+        let best = bertfit_train::finetune::argmax(p);
         let probs: serde_json::Map<String, serde_json::Value> =
             exported.classes.iter().zip(p).map(|(c, &v)| (c.clone(), serde_json::json!(v))).collect();
         let line = serde_json::json!({"index": index, "label": exported.classes[best], "probabilities": probs});

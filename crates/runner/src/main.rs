@@ -13,7 +13,7 @@ use bertfit_model::Backend;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "bertfit", version, about)]
+#[command(name = "bertfit", version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("BERTFIT_COMMIT"), ")"), about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

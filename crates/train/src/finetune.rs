@@ -535,7 +535,7 @@ pub fn train_tasks<M: Trainee>(
             let message = format!("loss {loss_value:.4} lr {lr:.2e} {rate:.0} tok/s");
             bar.set_position(state.step);
             bar.set_message(message.clone());
-            if log_lines && (state.step % log_every == 0 || b + 1 == plan.len()) {
+            if log_lines && (state.step.is_multiple_of(log_every) || b + 1 == plan.len()) {
                 eprintln!(
                     "epoch {}/{} step {}/{} {message} elapsed {:.0} s",
                     epoch + 1,
@@ -546,7 +546,7 @@ pub fn train_tasks<M: Trainee>(
                 );
             }
             let stop = control.stop_after_steps == Some(state.step);
-            if stop || config.checkpoint_every.is_some_and(|n| state.step % n == 0) {
+            if stop || config.checkpoint_every.is_some_and(|n| state.step.is_multiple_of(n)) {
                 save(&state, &model, &optim)?;
             }
             if stop {
