@@ -162,10 +162,6 @@ fn encode(tokenizer: &BertTokenizer, examples: &[bertfit_data::Example], truncat
     })
 }
 
-fn tokenizer_of(model_dir: &Path) -> Result<BertTokenizer> {
-    BertTokenizer::from_model_dir(model_dir)
-}
-
 /// Dataset `name` with the `[data]` settings, and its train, dev and test as model inputs.
 fn load_task(data: &DataConfig, name: &str, tokenizer: &BertTokenizer) -> Result<(Dataset, [EncodedSplit; 3])> {
     let spec = catalogue::find(name)?;
@@ -193,10 +189,14 @@ fn finished<M>(outcome: Outcome<M>) -> Option<Finetuned<M>> {
 
 /// Multi-task stage: the shared encoder and one head per dataset, in
 /// `OUT/multitask/` (its own checkpoints, metrics and model). Done once: a
-/// rerun reads the finished stage back.
+/// rerun reads the finished stage back. `target` is the run's dataset,
+/// already loaded; the others are loaded here, only when the stage trains.
+#[allow(clippy::too_many_arguments)]
 fn multitask_stage(
     config: &RunConfig,
     multitask: &MultitaskConfig,
+    target: (&Dataset, &[EncodedSplit; 3]),
+    tokenizer: &BertTokenizer,
     model_dir: &Path,
     bert_config: &BertConfig,
     device: &Device,
@@ -204,10 +204,8 @@ fn multitask_stage(
     quiet: bool,
 ) -> Result<(BertForMultiTask, FinetuneResult)> {
     let stage = out.join("multitask");
-    let tokenizer = tokenizer_of(model_dir)?;
-    let loaded: Vec<(Dataset, [EncodedSplit; 3])> =
-        multitask.datasets.iter().map(|name| load_task(&config.data, name, &tokenizer)).collect::<Result<_>>()?;
-    let labels: Vec<usize> = loaded.iter().map(|(d, _)| d.classes.len()).collect();
+    let labels: Vec<usize> =
+        multitask.datasets.iter().map(|name| Ok(catalogue::find(name)?.classes.len())).collect::<Result<_>>()?;
     let features = config.head.features;
     let metrics_path = stage.join("metrics.json");
     if metrics_path.is_file() {
@@ -222,9 +220,20 @@ fn multitask_stage(
     if !quiet {
         eprintln!("multi-task stage on {}", multitask.datasets.join(", "));
     }
-    let tasks: Vec<TaskData<EncodedSplit>> = loaded
+    let others: Vec<Option<(Dataset, [EncodedSplit; 3])>> = multitask
+        .datasets
         .iter()
-        .map(|(d, [train, dev, test])| TaskData { name: d.name.clone(), train, dev, test })
+        .map(|name| (*name != config.data.dataset).then(|| load_task(&config.data, name, tokenizer)).transpose())
+        .collect::<Result<_>>()?;
+    let tasks: Vec<TaskData<EncodedSplit>> = others
+        .iter()
+        .map(|loaded| {
+            let (d, [train, dev, test]) = match loaded {
+                Some((d, splits)) => (d, splits),
+                None => target,
+            };
+            TaskData { name: d.name.clone(), train, dev, test }
+        })
         .collect();
     let model = BertForMultiTask::from_pretrained(model_dir, bert_config, &labels, features, device)?.train();
     let checkpoints = Checkpoints::new(&stage.join("checkpoints"));
@@ -293,7 +302,9 @@ pub fn run(config_path: &Path, out: Option<PathBuf>, backend: Option<Backend>, q
     {
         bail!("data.truncation.chunk_len = {chunk_len} exceeds the model's max_position_embeddings ({})", bert_config.max_position_embeddings);
     }
-    let (dataset, [train, dev, test]) = load_task(&config.data, &config.data.dataset, &tokenizer_of(&model_dir)?)?;
+    let tokenizer = BertTokenizer::from_model_dir(&model_dir)?;
+    let (dataset, splits) = load_task(&config.data, &config.data.dataset, &tokenizer)?;
+    let [train, dev, test] = &splits;
     if !quiet {
         eprintln!(
             "{}: train {}, dev {}, test {} on {} ({} layers), {:?} at {max_len}, backend {backend}",
@@ -325,7 +336,7 @@ pub fn run(config_path: &Path, out: Option<PathBuf>, backend: Option<Backend>, q
         if !quiet {
             eprintln!("BERT-Feat: features of layer {layer} of the frozen encoder (cached after the first run)");
         }
-        let (train, dev, test) = (extract(&train)?, extract(&dev)?, extract(&test)?);
+        let (train, dev, test) = (extract(train)?, extract(dev)?, extract(test)?);
         let classifier = BertFeatClassifier::new(bert_config.hidden_size, classes, feat, &device).train();
         let Some(finished) = finished(bertfit_train::finetune(classifier, &train, &dev, &test, &config.training, &device, &control)?) else {
             return Ok(());
@@ -336,13 +347,14 @@ pub fn run(config_path: &Path, out: Option<PathBuf>, backend: Option<Backend>, q
         let model = match &config.multitask {
             None => BertForSequenceClassification::from_pretrained(&model_dir, &bert_config, classes, config.head, &device)?.0.train(),
             Some(multitask) => {
-                let (shared, result) = multitask_stage(&config, multitask, &model_dir, &bert_config, &device, &out, quiet)?;
+                let target = (&dataset, &splits);
+                let (shared, result) = multitask_stage(&config, multitask, target, &tokenizer, &model_dir, &bert_config, &device, &out, quiet)?;
                 multitask_result = Some(result);
                 let target = multitask.datasets.iter().position(|d| *d == config.data.dataset).expect("checked");
                 shared.into_task(target).train()
             }
         };
-        let Some(finished) = finished(bertfit_train::finetune(model, &train, &dev, &test, &config.training, &device, &control)?) else {
+        let Some(finished) = finished(bertfit_train::finetune(model, train, dev, test, &config.training, &device, &control)?) else {
             return Ok(());
         };
         export(&finished.model, &bert_config, &model_dir, &out.join("model"), &dataset.classes, config.head, max_len, config.data.truncation())?;

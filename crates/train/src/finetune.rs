@@ -471,11 +471,22 @@ pub fn train_tasks<M: Trainee>(
         state = saved;
     }
 
-    let save = |state: &LoopState, model: &M, optim: &AdamW| -> Result<()> {
+    // `new_best`: the model is the new best epoch's, which the checkpoint keeps
+    // as `best-epoch-K/` too (a hard link to the same file, not a second write).
+    let save = |state: &LoopState, model: &M, optim: &AdamW, new_best: bool| -> Result<()> {
         let Some(checkpoints) = control.checkpoints else { return Ok(()) };
         let keep = state.best_epoch.map(best_dir);
         checkpoints.publish(&format!("step-{}", state.step), &keep.iter().map(String::as_str).collect::<Vec<_>>(), |dir| {
             save_hf_weights(model, dir)?;
+            if let (true, Some(keep)) = (new_best, &keep) {
+                let best = checkpoints.dir().join(keep);
+                std::fs::create_dir_all(&best)?;
+                let (from, to) = (dir.join("model.safetensors"), best.join("model.safetensors"));
+                let _ = std::fs::remove_file(&to);
+                if std::fs::hard_link(&from, &to).is_err() {
+                    std::fs::copy(&from, &to)?;
+                }
+            }
             save_optimizer(&optim.state(model), &dir.join("optimizer.safetensors"))?;
             write_json(&dir.join("state.json"), state)
         })?;
@@ -547,7 +558,7 @@ pub fn train_tasks<M: Trainee>(
             }
             let stop = control.stop_after_steps == Some(state.step);
             if stop || config.checkpoint_every.is_some_and(|n| state.step.is_multiple_of(n)) {
-                save(&state, &model, &optim)?;
+                save(&state, &model, &optim, false)?;
             }
             if stop {
                 bar.abandon();
@@ -600,9 +611,6 @@ pub fn train_tasks<M: Trainee>(
         };
         if improved {
             state.best_epoch = Some(record.epoch);
-            if let Some(checkpoints) = control.checkpoints {
-                save_hf_weights(&eval_model, &checkpoints.dir().join(best_dir(record.epoch)))?;
-            }
             best = Some(eval_model);
         }
         state.train_tokens += state.epoch_tokens;
@@ -614,7 +622,7 @@ pub fn train_tasks<M: Trainee>(
         state.epoch_batches = 0;
         state.epoch_tokens = 0;
         state.epoch_seconds = 0.0;
-        save(&state, &model, &optim)?;
+        save(&state, &model, &optim, improved)?;
     }
     bar.finish_and_clear();
     if diverged.is_some() {
