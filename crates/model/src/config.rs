@@ -24,9 +24,7 @@ impl HiddenAct {
             "gelu" => Self::Gelu,
             "gelu_new" | "gelu_pytorch_tanh" => Self::GeluTanh,
             "relu" => Self::Relu,
-            other => bail!(
-                "unsupported hidden_act {other:?} (supported: \"gelu\", \"gelu_new\", \"gelu_pytorch_tanh\", \"relu\")"
-            ),
+            other => bail!("unsupported hidden_act {other:?} (supported: \"gelu\", \"gelu_new\", \"gelu_pytorch_tanh\", \"relu\")"),
         })
     }
 }
@@ -82,13 +80,9 @@ pub struct BertConfig {
 impl BertConfig {
     /// Reads and validates a HF `config.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read model config {}", path.display()))?;
-        let config: Self = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a valid BERT config.json", path.display()))?;
-        config
-            .validate()
-            .with_context(|| format!("in {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read model config {}", path.display()))?;
+        let config: Self = serde_json::from_str(&text).with_context(|| format!("{} is not a valid BERT config.json", path.display()))?;
+        config.validate().with_context(|| format!("in {}", path.display()))?;
         Ok(config)
     }
 
@@ -102,10 +96,7 @@ impl BertConfig {
         }
         HiddenAct::parse(&self.hidden_act).context("key hidden_act")?;
         if self.position_embedding_type != "absolute" {
-            bail!(
-                "unsupported position_embedding_type {:?} (only \"absolute\")",
-                self.position_embedding_type
-            );
+            bail!("unsupported position_embedding_type {:?} (only \"absolute\")", self.position_embedding_type);
         }
         for (key, value) in [
             ("vocab_size", self.vocab_size),
@@ -121,16 +112,11 @@ impl BertConfig {
             }
         }
         if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
-            bail!(
-                "hidden_size {} is not a multiple of num_attention_heads {}",
-                self.hidden_size,
-                self.num_attention_heads
-            );
+            bail!("hidden_size {} is not a multiple of num_attention_heads {}", self.hidden_size, self.num_attention_heads);
         }
-        for (key, p) in [
-            ("hidden_dropout_prob", self.hidden_dropout_prob),
-            ("attention_probs_dropout_prob", self.attention_probs_dropout_prob),
-        ] {
+        for (key, p) in
+            [("hidden_dropout_prob", self.hidden_dropout_prob), ("attention_probs_dropout_prob", self.attention_probs_dropout_prob)]
+        {
             if !(0.0..1.0).contains(&p) {
                 bail!("key {key} must be in [0, 1), got {p}");
             }
@@ -176,7 +162,6 @@ impl BertConfig {
         let map = value.as_object_mut().expect("struct serializes to a map");
         map.insert("model_type".into(), "bert".into());
         map.insert("architectures".into(), serde_json::json!([architecture]));
-        std::fs::write(path, serde_json::to_string_pretty(&value)? + "\n")
-            .with_context(|| format!("cannot write {}", path.display()))
+        std::fs::write(path, serde_json::to_string_pretty(&value)? + "\n").with_context(|| format!("cannot write {}", path.display()))
     }
 }

@@ -64,10 +64,7 @@ pub struct FeatOutput {
 
 /// For each row, positions 0..len-1 reversed within its own length; padding stays.
 fn reverse_index(lengths: &[usize], len: usize) -> Vec<i64> {
-    lengths
-        .iter()
-        .flat_map(|&n| (0..len).map(move |t| if t < n { (n - 1 - t) as i64 } else { t as i64 }))
-        .collect()
+    lengths.iter().flat_map(|&n| (0..len).map(move |t| if t < n { (n - 1 - t) as i64 } else { t as i64 })).collect()
 }
 
 impl BertFeatClassifier {
@@ -90,8 +87,8 @@ impl BertFeatClassifier {
     pub fn forward(&self, x: Tensor<3>, lengths: &[usize]) -> FeatOutput {
         let [batch, len, _] = x.dims();
         let device = x.device();
-        let index = Tensor::<1, Int>::from_data(TensorData::new(reverse_index(lengths, len), [batch * len]), &device)
-            .reshape([batch, len, 1]);
+        let index =
+            Tensor::<1, Int>::from_data(TensorData::new(reverse_index(lengths, len), [batch * len]), &device).reshape([batch, len, 1]);
         let reverse = |t: Tensor<3>| {
             let w = t.dims()[2];
             t.gather(1, index.clone().expand([batch, len, w]))
@@ -135,7 +132,12 @@ mod tests {
         // The same sequence alone and padded in a batch gives the same logits.
         let device = Device::flex();
         device.seed(1);
-        let model = BertFeatClassifier::new(6, 3, FeatConfig { lstm_hidden: 5, attention_hidden: 4, hops: 2, mlp_hidden: 7, dropout: 0.0, ..Default::default() }, &device);
+        let model = BertFeatClassifier::new(
+            6,
+            3,
+            FeatConfig { lstm_hidden: 5, attention_hidden: 4, hops: 2, mlp_hidden: 7, dropout: 0.0, ..Default::default() },
+            &device,
+        );
         let values: Vec<f32> = (0..18).map(|i| ((i * 7) % 11) as f32 / 11.0 - 0.5).collect();
         let alone = Tensor::<3>::from_data(TensorData::new(values.clone(), [1, 3, 6]), &device);
         let mut padded_values = values.clone();

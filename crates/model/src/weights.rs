@@ -10,10 +10,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use burn_store::{
-    ApplyResult, BurnToPyTorchAdapter, KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter,
-    PytorchStore, SafetensorsStore,
-};
+use burn_store::{ApplyResult, BurnToPyTorchAdapter, KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore};
 
 /// Where the encoder's tensors live in a module we load into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,10 +39,7 @@ pub fn weights_file(dir: &Path) -> Result<PathBuf> {
             return Ok(path);
         }
     }
-    bail!(
-        "no model.safetensors or pytorch_model.bin in {}",
-        dir.display()
-    )
+    bail!("no model.safetensors or pytorch_model.bin in {}", dir.display())
 }
 
 /// What a load did besides filling every parameter.
@@ -84,41 +78,21 @@ pub fn load_hf_weights<M: ModuleSnapshot>(
     let path = weights_file(dir)?;
     let remapper = key_remapper(prefix)?;
     let result = if path.extension().is_some_and(|e| e == "safetensors") {
-        let mut store = SafetensorsStore::from_file(&path)
-            .remap(remapper)
-            .with_from_adapter(PyTorchToBurnAdapter)
-            .allow_partial(true)
-            .validate(true);
-        module
-            .load_from(&mut store)
-            .map_err(|e| anyhow::anyhow!("cannot read weights {}: {e}", path.display()))?
+        let mut store =
+            SafetensorsStore::from_file(&path).remap(remapper).with_from_adapter(PyTorchToBurnAdapter).allow_partial(true).validate(true);
+        module.load_from(&mut store).map_err(|e| anyhow::anyhow!("cannot read weights {}: {e}", path.display()))?
     } else {
-        let mut store = PytorchStore::from_file(&path)
-            .remap(remapper)
-            .allow_partial(true)
-            .validate(true);
-        module
-            .load_from(&mut store)
-            .map_err(|e| anyhow::anyhow!("cannot read weights {}: {e}", path.display()))?
+        let mut store = PytorchStore::from_file(&path).remap(remapper).allow_partial(true).validate(true);
+        module.load_from(&mut store).map_err(|e| anyhow::anyhow!("cannot read weights {}: {e}", path.display()))?
     };
     check_strict(result, &path, prefix, may_be_missing)
 }
 
-fn check_strict(
-    result: ApplyResult,
-    path: &Path,
-    prefix: EncoderPrefix,
-    may_be_missing: &[&str],
-) -> Result<LoadReport> {
+fn check_strict(result: ApplyResult, path: &Path, prefix: EncoderPrefix, may_be_missing: &[&str]) -> Result<LoadReport> {
     let mut report = LoadReport::default();
     if !result.errors.is_empty() {
         let list: Vec<String> = result.errors.iter().map(|e| e.to_string()).collect();
-        bail!(
-            "{}: {} tensor(s) could not be loaded (wrong shape or type): {}",
-            path.display(),
-            list.len(),
-            list.join("; ")
-        );
+        bail!("{}: {} tensor(s) could not be loaded (wrong shape or type): {}", path.display(), list.len(), list.join("; "));
     }
     let mut missing = BTreeSet::new();
     for (name, _) in &result.missing {
@@ -146,8 +120,7 @@ fn check_strict(
         if IGNORED_BUFFERS.contains(&bare) {
             continue;
         }
-        let other_head = OTHER_HEADS.iter().any(|h| name.starts_with(h))
-            && !(encoder_prefix.is_empty() && name.starts_with("bert."));
+        let other_head = OTHER_HEADS.iter().any(|h| name.starts_with(h)) && !(encoder_prefix.is_empty() && name.starts_with("bert."));
         if other_head {
             report.skipped.push(name.clone());
         } else {
@@ -171,14 +144,9 @@ pub fn save_hf_weights<M: ModuleSnapshot>(module: &M, dir: &Path) -> Result<()> 
     let path = dir.join("model.safetensors");
     let tmp = dir.join("model.safetensors.partial");
     let remapper = KeyRemapper::new().add_pattern(r"attention\.self_attention\.", "attention.self.")?;
-    let mut store = SafetensorsStore::from_file(&tmp)
-        .remap(remapper)
-        .with_to_adapter(BurnToPyTorchAdapter)
-        .metadata("format", "pt")
-        .overwrite(true);
-    module
-        .save_into(&mut store)
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", tmp.display()))?;
+    let mut store =
+        SafetensorsStore::from_file(&tmp).remap(remapper).with_to_adapter(BurnToPyTorchAdapter).metadata("format", "pt").overwrite(true);
+    module.save_into(&mut store).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", tmp.display()))?;
     std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }

@@ -8,12 +8,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 fn input(device: &Device) -> BertInput {
-    BertInput::from_ids(
-        vec![2, 5, 6, 7, 3, 2, 8, 9, 3, 0],
-        vec![1, 1, 1, 1, 1, 1, 1, 1, 1, 0],
-        [2, 5],
-        device,
-    )
+    BertInput::from_ids(vec![2, 5, 6, 7, 3, 2, 8, 9, 3, 0], vec![1, 1, 1, 1, 1, 1, 1, 1, 1, 0], [2, 5], device)
 }
 
 fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {

@@ -55,12 +55,8 @@ fn model_dir() -> PathBuf {
 }
 
 fn batch_for(tokenizer: &BertTokenizer, texts: &[String]) -> PaddedBatch {
-    let seqs: Vec<Vec<u32>> = tokenizer
-        .tokenize(texts)
-        .unwrap()
-        .iter()
-        .map(|ids| Truncation::HeadOnly.apply(ids, 512, &tokenizer.special).remove(0))
-        .collect();
+    let seqs: Vec<Vec<u32>> =
+        tokenizer.tokenize(texts).unwrap().iter().map(|ids| Truncation::HeadOnly.apply(ids, 512, &tokenizer.special).remove(0)).collect();
     PaddedBatch::new(&seqs, tokenizer.special.pad)
 }
 
@@ -91,10 +87,7 @@ fn hidden_states(model: &BertModel, backend: Backend, fx: &Fixture, tokenizer: &
         let batch = batch_for(tokenizer, &fx.texts(key));
         let shape = [batch.batch, batch.len];
         let out = model.forward(BertInput::from_ids(batch.input_ids, batch.attention_mask, shape, &device));
-        out.hidden_states
-            .into_iter()
-            .map(|s| s.into_data().convert::<f32>().try_to_vec::<f32>().unwrap())
-            .collect()
+        out.hidden_states.into_iter().map(|s| s.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()).collect()
     })
 }
 

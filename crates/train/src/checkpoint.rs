@@ -101,10 +101,8 @@ pub fn save_optimizer(state: &OptimizerState, path: &Path) -> Result<()> {
         .iter()
         .flat_map(|(name, m, v)| [(format!("{name}.m"), bytes(m), m.len()), (format!("{name}.v"), bytes(v), v.len())])
         .collect();
-    let views: Vec<(String, TensorView)> = buffers
-        .iter()
-        .map(|(name, data, n)| Ok((name.clone(), TensorView::new(Dtype::F32, vec![*n], data)?)))
-        .collect::<Result<_>>()?;
+    let views: Vec<(String, TensorView)> =
+        buffers.iter().map(|(name, data, n)| Ok((name.clone(), TensorView::new(Dtype::F32, vec![*n], data)?))).collect::<Result<_>>()?;
     let metadata = HashMap::from([("step".to_string(), state.step.to_string())]);
     safetensors::serialize_to_file(views, Some(metadata), path).with_context(|| format!("cannot write {}", path.display()))
 }

@@ -45,8 +45,8 @@ fn three_adamw_steps_match_pytorch() {
 
     let input = || BertInput::from_ids(i64s(&st, "input_ids"), i64s(&st, "attention_mask"), [3, 6], &device);
     let labels = Tensor::<1, Int>::from_data(TensorData::new(i64s(&st, "labels"), [3]), &device);
-    let schedule = ScheduleConfig { kind: ScheduleKind::Linear, warmup: Warmup::Steps(2), num_cycles: None, power: 1.0, lr_end: 1e-7 }
-        .build(1e-3, 10);
+    let schedule =
+        ScheduleConfig { kind: ScheduleKind::Linear, warmup: Warmup::Steps(2), num_cycles: None, power: 1.0, lr_end: 1e-7 }.build(1e-3, 10);
     let mut optim = AdamW::new(OptimizerConfig::default());
     for step in 0..3 {
         let loss = cross_entropy(model.forward(input()), labels.clone());
