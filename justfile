@@ -12,6 +12,7 @@ venv := root / ".venv"
 # LibTorch 2.9.0 comes from pip's torch in the project venv (torch-sys finds it).
 tch_env := "VIRTUAL_ENV=" + venv + " PATH=" + venv + "/bin:$PATH LIBTORCH_USE_PYTORCH=1"
 bin := root / "target/release/bertfit"
+all_backends := "bertfit-runner/tch,bertfit-runner/wgpu"
 
 default:
     @just --list
@@ -30,7 +31,12 @@ build-wgpu:
 
 # Build with every backend (what `just test` builds, so the two share artifacts).
 build-all: torch
-    {{tch_env}} cargo build --release -p bertfit-runner --features tch,wgpu
+    {{tch_env}} cargo build --release --workspace --features {{all_backends}}
+
+# Run an experiment of the paper into results/NAME/ (`just reproduce --list` lists them;
+# `just reproduce truncation --profile paper --backend tch-cuda --seeds 3` and `--set KEY=VALUE` too).
+reproduce NAME *ARGS: build-all
+    {{bin}} reproduce {{NAME}} {{ARGS}}
 
 # pip torch==2.9.0 (LibTorch for burn-tch) and transformers (reference fixtures) into .venv.
 torch:
@@ -38,9 +44,12 @@ torch:
     {{venv}}/bin/python -c "import torch, transformers; assert torch.__version__.split('+')[0] == '2.9.0'" 2>/dev/null \
       || {{venv}}/bin/pip install -q torch==2.9.0 transformers==4.57.1 safetensors
 
-# The test suite: every backend CI can run (flex, ndarray, tch on CPU, wgpu on a software driver).
+# The test suite: formatting, lints on every feature, and the tests on every backend CI
+# can run (flex, ndarray, tch on CPU, wgpu on a software driver).
 test: torch
-    BERTFIT_PYTHON={{venv}}/bin/python {{tch_env}} cargo test --release --workspace --features bertfit-runner/tch,bertfit-runner/wgpu
+    cargo fmt --all --check
+    {{tch_env}} cargo clippy --release --workspace --all-targets --features {{all_backends}} -- -D warnings
+    BERTFIT_PYTHON={{venv}}/bin/python {{tch_env}} cargo test --release --workspace --features {{all_backends}}
 
 # Throughput against HF transformers on the same shapes and thread count.
 bench: build-all

@@ -2,11 +2,15 @@
 """HF transformers throughput on the shapes `bertfit bench` measures.
 
 Training: forward + backward + AdamW (eps 1e-6, weight decay 0.01, global
-clipping at 1.0) of BertForSequenceClassification, 2 labels, train mode;
-inference: eval mode, inference_mode. Same synthetic inputs, batch and thread
-count as the Rust bench. Writes results/bench/pytorch.json.
+clipping at 1.0), train mode; inference: eval mode, inference_mode. Two tasks,
+as `bertfit bench`: `classify` (BertForSequenceClassification, 2 labels) and
+`mlm` (BertForMaskedLM with labels at 15% of the positions, at most 20 a
+sequence, the same positions as the Rust bench; HF projects every position
+onto the vocabulary and ignores the unlabelled ones). Same synthetic inputs,
+batch and thread count as the Rust bench. Writes results/bench/pytorch.json.
 
-Usage: python tools/bench_pytorch.py MODEL_DIR [--batch 16] [--seq-lens 128,512] [--steps 5]
+Usage: python tools/bench_pytorch.py MODEL_DIR [--batch 16] [--seq-lens 32,128,512]
+       [--mlm-batch 32] [--mlm-seq-lens 128] [--steps 5]
 """
 import argparse
 import json
@@ -20,15 +24,30 @@ from pathlib import Path
 import torch
 
 
-def measure(model_dir: str, batch: int, seq_len: int, steps: int) -> dict:
-    from transformers import BertForSequenceClassification
+def mlm_positions(seq_len: int) -> list:
+    """As `bertfit bench`: 15% of the tokens, at most 20, spread, never position 0."""
+    n = min(max(round(seq_len * 0.15), 1), 20)
+    return [1 + k * (seq_len - 1) // n for k in range(n)]
+
+
+def measure(model_dir: str, task: str, batch: int, seq_len: int, steps: int) -> dict:
+    from transformers import BertForMaskedLM, BertForSequenceClassification
 
     torch.manual_seed(0)
-    model = BertForSequenceClassification.from_pretrained(model_dir, num_labels=2)
+    if task == "mlm":
+        model = BertForMaskedLM.from_pretrained(model_dir)
+    else:
+        model = BertForSequenceClassification.from_pretrained(model_dir, num_labels=2)
     vocab = model.config.vocab_size
     ids = torch.randint(1000, vocab, (batch, seq_len))
     mask = torch.ones_like(ids)
-    labels = torch.arange(batch) % 2
+    if task == "mlm":
+        labels = torch.full_like(ids, -100)
+        for p in mlm_positions(seq_len):
+            labels[:, p] = ids[:, p]
+            ids[:, p] = 103
+    else:
+        labels = torch.arange(batch) % 2
     no_decay = ["bias", "LayerNorm.weight"]
     groups = [
         {"params": [p for n, p in model.named_parameters() if not any(nd in n for nd in no_decay)], "weight_decay": 0.01},
@@ -60,6 +79,7 @@ def measure(model_dir: str, batch: int, seq_len: int, steps: int) -> dict:
         infer_secs = time.perf_counter() - start
     tokens = batch * seq_len
     return {
+        "task": task,
         "backend": "pytorch",
         "seq_len": seq_len,
         "batch": batch,
@@ -73,7 +93,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("model_dir")
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--seq-lens", default="128,512")
+    parser.add_argument("--seq-lens", default="32,128,512")
+    parser.add_argument("--mlm-batch", type=int, default=32)
+    parser.add_argument("--mlm-seq-lens", default="128")
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", default="results/bench/pytorch.json")
@@ -81,15 +103,17 @@ def main() -> None:
     threads = os.cpu_count() or 1
     torch.set_num_threads(threads)
     if args.worker:
-        print(json.dumps(measure(args.model_dir, args.batch, int(args.worker), args.steps)))
+        task, batch, seq_len = args.worker.split("@")
+        print(json.dumps(measure(args.model_dir, task, int(batch), int(seq_len), args.steps)))
         return
+    cases = [("classify", args.batch, int(s)) for s in args.seq_lens.split(",") if s]
+    cases += [("mlm", args.mlm_batch, int(s)) for s in args.mlm_seq_lens.split(",") if s]
     results = []
-    for seq_len in [int(s) for s in args.seq_lens.split(",")]:
-        print(f"pytorch: batch {args.batch}, seq {seq_len} ...", file=sys.stderr)
-        # One process per length, so that peak memory is its own (as in the Rust bench).
+    for task, batch, seq_len in cases:
+        print(f"pytorch: {task}, batch {batch}, seq {seq_len} ...", file=sys.stderr)
+        # One process per case, so that peak memory is its own (as in the Rust bench).
         out = subprocess.run(
-            [sys.executable, __file__, args.model_dir, "--batch", str(args.batch),
-             "--steps", str(args.steps), "--worker", str(seq_len)],
+            [sys.executable, __file__, args.model_dir, "--steps", str(args.steps), "--worker", f"{task}@{batch}@{seq_len}"],
             check=True, capture_output=True, text=True,
         ).stdout
         results.append(json.loads(out.strip().splitlines()[-1]))
@@ -97,7 +121,7 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
     for r in results:
-        print(f"pytorch seq {r['seq_len']}: train {r['train_tokens_per_s']:.0f} tok/s, "
+        print(f"pytorch {r['task']} batch {r['batch']} seq {r['seq_len']}: train {r['train_tokens_per_s']:.0f} tok/s, "
               f"inference {r['infer_tokens_per_s']:.0f} tok/s, peak {r['peak_rss_mb']:.0f} MiB")
 
 

@@ -19,6 +19,9 @@ pub struct DatasetSpec {
     pub description: String,
     /// Class names; label i of the model is `classes[i]`.
     pub classes: Vec<String>,
+    /// What the texts are about: `sentiment`, `question`, `topic` (the paper's
+    /// groups; in-domain further pre-training draws from one).
+    pub domain: String,
     /// `en` (English sentence rules) or `zh` (split on 。！？) for MLM corpora.
     #[serde(default = "default_language")]
     pub language: String,
@@ -160,10 +163,7 @@ pub enum Format {
 
 /// The data root for local copies: `$BERTFIT_DATA_ROOT`, else `datasets/local`.
 pub fn data_root() -> PathBuf {
-    std::env::var_os("BERTFIT_DATA_ROOT")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("datasets/local"))
+    std::env::var_os("BERTFIT_DATA_ROOT").filter(|v| !v.is_empty()).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("datasets/local"))
 }
 
 /// A split's file as resolved, with its checksum, for provenance.
@@ -220,11 +220,7 @@ impl Source {
                 }
                 std::fs::create_dir_all(&dir)?;
                 let tmp = dir.join(format!("{name}.partial-{}", std::process::id()));
-                let status = std::process::Command::new("curl")
-                    .args(["-fsSL", "--retry", "2", "-o"])
-                    .arg(&tmp)
-                    .arg(url)
-                    .status();
+                let status = std::process::Command::new("curl").args(["-fsSL", "--retry", "2", "-o"]).arg(&tmp).arg(url).status();
                 match status {
                     Ok(s) if s.success() => {}
                     _ => {
@@ -245,8 +241,37 @@ impl Source {
     }
 }
 
+/// A dataset none of whose sources is available here: what the runner shows
+/// in a missing cell (the package, path or URL that would supply it).
+#[derive(Debug, Clone)]
+pub struct Unavailable {
+    pub dataset: String,
+    pub split: String,
+    /// Why each source was passed over.
+    pub tried: Vec<String>,
+}
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "dataset {}, split {}: no source is available ({}); set BERTFIT_DATA_ROOT to a folder holding a local copy",
+            self.dataset,
+            self.split,
+            self.tried.join("; ")
+        )
+    }
+}
+
+impl std::error::Error for Unavailable {}
+
+/// The `Unavailable` behind an error, if that is what it is.
+pub fn unavailable(error: &anyhow::Error) -> Option<&Unavailable> {
+    error.chain().find_map(|e| e.downcast_ref::<Unavailable>())
+}
+
 impl Split {
-    /// The first source that is available, or an error listing what was tried.
+    /// The first source that is available, or an [`Unavailable`] error listing what was tried.
     pub fn resolve(&self, dataset: &str, split: &str) -> Result<ResolvedFile> {
         let mut tried = Vec::new();
         for source in &self.sources {
@@ -255,10 +280,7 @@ impl Split {
                 Err(why) => tried.push(why),
             }
         }
-        bail!(
-            "dataset {dataset}, split {split}: no source is available ({}); set BERTFIT_DATA_ROOT to a folder holding a local copy",
-            tried.join("; ")
-        )
+        Err(Unavailable { dataset: dataset.into(), split: split.into(), tried }.into())
     }
 }
 
@@ -288,49 +310,96 @@ impl DatasetSpec {
     }
 }
 
-/// The catalogue folder: `$BERTFIT_DATASETS`, else `datasets/` of the checkout.
-pub fn catalogue_dir() -> PathBuf {
-    std::env::var_os("BERTFIT_DATASETS")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../datasets")))
+/// The catalogue compiled into the binary: `datasets/*.toml` of the checkout it
+/// was built from, so that a copied or installed `bertfit` knows them.
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("ag_news", include_str!("../../../datasets/ag_news.toml")),
+    ("ag_news-test7600", include_str!("../../../datasets/ag_news-test7600.toml")),
+    ("bbc-news", include_str!("../../../datasets/bbc-news.toml")),
+    ("dbpedia", include_str!("../../../datasets/dbpedia.toml")),
+    ("imdb", include_str!("../../../datasets/imdb.toml")),
+    ("imdb-train25k", include_str!("../../../datasets/imdb-train25k.toml")),
+    ("rotten-tomatoes", include_str!("../../../datasets/rotten-tomatoes.toml")),
+    ("sogou_news", include_str!("../../../datasets/sogou_news.toml")),
+    ("trec", include_str!("../../../datasets/trec.toml")),
+    ("yahoo_answers", include_str!("../../../datasets/yahoo_answers.toml")),
+    ("yelp_full", include_str!("../../../datasets/yelp_full.toml")),
+    ("yelp_polarity", include_str!("../../../datasets/yelp_polarity.toml")),
+];
+
+/// Folders whose `NAME.toml` files add to or override the built-in entries,
+/// in order of precedence: `$BERTFIT_DATASETS`, then `datasets/` in the
+/// working directory.
+pub fn catalogue_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("BERTFIT_DATASETS").filter(|v| !v.is_empty()).map(PathBuf::from).into_iter().collect();
+    let local = PathBuf::from("datasets");
+    if local.is_dir() {
+        dirs.push(local);
+    }
+    dirs
 }
 
-/// The spec of a dataset by name (`datasets/NAME.toml`) or by path to a TOML file.
-/// Reads a TOML file into `T`; a parse error (an unknown key among them) is
-/// one line: `FILE:LINE:COLUMN: message`.
-pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    toml::from_str(&text).map_err(|e| {
-        let place = e
-            .span()
-            .map(|span| {
-                let before = &text[..span.start.min(text.len())];
-                let line = before.matches('\n').count() + 1;
-                let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-                format!(":{line}:{column}")
-            })
-            .unwrap_or_default();
-        anyhow::anyhow!("{}{place}: {}", path.display(), e.message().trim().replace('\n', " "))
+/// Every dataset name the catalogue knows (built-in and from the folders).
+pub fn known() -> Vec<String> {
+    let mut names: Vec<String> = BUILTIN.iter().map(|(name, _)| name.to_string()).collect();
+    for dir in catalogue_dirs() {
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            names.extend(entries.flatten().filter_map(|e| {
+                let path = e.path();
+                (path.extension().is_some_and(|x| x == "toml"))
+                    .then(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()))
+                    .flatten()
+            }));
+        }
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Parses TOML `text` into `T`; a parse error (an unknown key among them) is
+/// one line: `LABEL:LINE:COLUMN: message`, LABEL naming the file.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(text: &str, label: &str) -> Result<T> {
+    toml::from_str(text).map_err(|e| {
+        let place = e.span().map(|span| line_column(text, span.start)).map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default();
+        anyhow::anyhow!("{label}{place}: {}", e.message().trim().replace('\n', " "))
     })
 }
 
+/// 1-based line and column of byte `offset` in `text`.
+pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
+/// Reads a TOML file into `T`; errors as [`parse_toml`], naming the file.
+pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    parse_toml(&text, &path.display().to_string())
+}
+
+/// The spec of a dataset by name (a folder's `NAME.toml`, else the built-in
+/// entry) or by path to a TOML file.
 pub fn find(name: &str) -> Result<DatasetSpec> {
     let as_path = Path::new(name);
     if as_path.extension().is_some_and(|e| e == "toml") {
         return DatasetSpec::from_file(as_path);
     }
-    let path = catalogue_dir().join(format!("{name}.toml"));
-    if !path.is_file() {
-        let mut known: Vec<String> = std::fs::read_dir(catalogue_dir())
-            .map(|d| {
-                d.flatten()
-                    .filter_map(|e| e.path().file_stem().map(|s| s.to_string_lossy().into_owned()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        known.sort();
-        bail!("unknown dataset {name:?} (known: {})", known.join(", "));
+    for dir in catalogue_dirs() {
+        let path = dir.join(format!("{name}.toml"));
+        if path.is_file() {
+            return DatasetSpec::from_file(&path);
+        }
     }
-    DatasetSpec::from_file(&path)
+    match BUILTIN.iter().find(|(n, _)| *n == name) {
+        Some((_, text)) => {
+            let label = format!("built-in datasets/{name}.toml");
+            let spec: DatasetSpec = parse_toml(text, &label)?;
+            spec.validate().with_context(|| format!("in {label}"))?;
+            Ok(spec)
+        }
+        None => bail!("unknown dataset {name:?} (known: {})", known().join(", ")),
+    }
 }

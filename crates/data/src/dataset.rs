@@ -3,8 +3,9 @@
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
+use crate::catalogue::Format;
 use crate::catalogue::{DatasetSpec, ResolvedFile};
-use crate::readers::{Example, read_split};
+use crate::readers::{Example, read_split, read_unlabeled_folder};
 use crate::splits::{Subset, few_shot, stratified_holdout};
 
 /// Where a dataset's splits came from and how they were made: goes into every result.
@@ -92,18 +93,35 @@ impl Dataset {
         })
     }
 
-    /// Keeps a stratified, seeded few-shot subset of train (dev and test unchanged).
-    pub fn with_train_subset(mut self, subset: Subset, seed: u64) -> Self {
-        let idx = few_shot(&labels(&self.train), subset, seed);
-        self.train = pick(&self.train, &idx);
-        self.provenance.train_subset = Some(subset);
-        self
+    /// Unlabeled texts the dataset ships beside its train split, for further
+    /// pre-training (aclImdb's `train/unsup`, 50,000 reviews); none for others.
+    pub fn unlabeled_texts(spec: &DatasetSpec) -> Result<Vec<String>> {
+        match spec.format {
+            Format::AclImdb => {
+                let unsup = spec.train.resolve(&spec.name, "train")?.path.join("unsup");
+                if unsup.is_dir() { read_unlabeled_folder(&unsup) } else { Ok(Vec::new()) }
+            }
+            _ => Ok(Vec::new()),
+        }
     }
 
-    /// Stratified samples of train, dev and test of about the given sizes (small, quick runs).
-    pub fn sampled(mut self, train: Option<usize>, dev: Option<usize>, test: Option<usize>, seed: u64) -> Self {
-        if let Some(n) = train {
-            self = self.with_train_subset(Subset::Count(n), seed);
+    /// Stratified, seeded samples of the splits (few-shot runs, quick runs):
+    /// `train` a few-shot subset of train; `dev` and `test` about that many
+    /// examples. A few-shot run without a `dev` size gets a dev set in
+    /// proportion to its train subset: selecting epochs on a dev set far
+    /// larger than the training set would use labels a few-shot setting has not.
+    pub fn sampled(mut self, train: Option<Subset>, dev: Option<usize>, test: Option<usize>, seed: u64) -> Self {
+        if let Some(subset) = train {
+            let full = self.train.len();
+            let idx = few_shot(&labels(&self.train), subset, seed);
+            self.train = pick(&self.train, &idx);
+            self.provenance.train_subset = Some(subset);
+            if dev.is_none() && self.train.len() < full {
+                let fraction = self.train.len() as f64 / full as f64;
+                let idx = few_shot(&labels(&self.dev), Subset::Fraction(fraction), seed ^ 0xde5);
+                self.dev = pick(&self.dev, &idx);
+                self.provenance.dev_sample = Some(self.dev.len());
+            }
         }
         if let Some(n) = dev {
             let idx = few_shot(&labels(&self.dev), Subset::Count(n), seed ^ 0xde5);

@@ -46,12 +46,7 @@ impl PaddedBatch {
                 attention_mask[row * len + col] = 1;
             }
         }
-        Self {
-            input_ids,
-            attention_mask,
-            batch,
-            len,
-        }
+        Self { input_ids, attention_mask, batch, len }
     }
 
     /// Real (non-padding) tokens in the batch.

@@ -112,10 +112,7 @@ pub fn mask(sequence: &[u32], config: &MaskingConfig, special: &SpecialTokens, v
     let is_special = |id: u32| [special.cls, special.sep, special.pad, special.mask].contains(&id);
     let mut candidates: Vec<usize> = (0..sequence.len()).filter(|&i| !is_special(sequence[i])).collect();
     rng.shuffle(&mut candidates);
-    let n = ((sequence.len() as f64 * config.probability).round() as usize)
-        .max(1)
-        .min(config.max_predictions)
-        .min(candidates.len());
+    let n = ((sequence.len() as f64 * config.probability).round() as usize).max(1).min(config.max_predictions).min(candidates.len());
     let mut input_ids = sequence.to_vec();
     let mut labels = vec![IGNORE; sequence.len()];
     for &pos in &candidates[..n] {
@@ -130,31 +127,141 @@ pub fn mask(sequence: &[u32], config: &MaskingConfig, special: &SpecialTokens, v
     Masked { input_ids, labels }
 }
 
-/// The further pre-training corpus of some datasets: the texts of their train
-/// splits only (never dev or test, which the original code leaked into its
-/// corpus), split into sentences, tokenized and packed into sequences of at
-/// most `max_len`. Extra unlabeled texts (IMDb's `unsup`) may be added.
-pub fn build_corpus(
-    datasets: &[&crate::Dataset],
-    extra_texts: &[String],
-    tokenizer: &crate::BertTokenizer,
-    max_len: usize,
-) -> anyhow::Result<Vec<Vec<u32>>> {
-    let mut documents: Vec<Vec<String>> = Vec::new();
-    for dataset in datasets {
-        for example in &dataset.train {
-            documents.push(split_sentences(&example.text, &dataset.language));
+/// Where one part of a pre-training corpus comes from, and how much of it there is.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CorpusPart {
+    /// `DATASET train` or `DATASET unlabeled`.
+    pub source: String,
+    pub documents: usize,
+    pub sentences: usize,
+    /// WordPiece tokens, special tokens not counted.
+    pub tokens: usize,
+}
+
+/// A further pre-training corpus: documents as tokenized sentences, most for
+/// training and a seeded share of whole documents held out for evaluation
+/// (text the model never trains on).
+#[derive(Debug, Clone)]
+pub struct MlmCorpus {
+    pub train: Vec<Vec<Vec<u32>>>,
+    pub heldout: Vec<Vec<Vec<u32>>>,
+    pub parts: Vec<CorpusPart>,
+}
+
+/// Texts of one source of a corpus.
+pub struct CorpusTexts<'a> {
+    pub source: String,
+    pub language: &'a str,
+    pub texts: Vec<&'a str>,
+}
+
+/// The further pre-training corpus of some sources: each text split into
+/// sentences and tokenized (cached). Callers pass train text only, never dev
+/// or test text (the original code leaked the test set into its corpus).
+/// `heldout` documents (a share, seeded) are kept apart for evaluation.
+pub fn build_corpus(sources: &[CorpusTexts], tokenizer: &crate::BertTokenizer, heldout_share: f64, seed: u64) -> anyhow::Result<MlmCorpus> {
+    let mut documents: Vec<Vec<Vec<u32>>> = Vec::new();
+    let mut parts = Vec::new();
+    for source in sources {
+        let split: Vec<Vec<String>> = source.texts.iter().map(|t| split_sentences(t, source.language)).collect();
+        let sentences: Vec<&str> = split.iter().flatten().map(|s| s.as_str()).collect();
+        let mut ids = crate::tokenize_cached(tokenizer, &sentences)?.into_iter();
+        let docs: Vec<Vec<Vec<u32>>> =
+            split.iter().map(|doc| doc.iter().map(|_| ids.next().expect("one per sentence")).collect()).collect();
+        parts.push(CorpusPart {
+            source: source.source.clone(),
+            documents: docs.len(),
+            sentences: sentences.len(),
+            tokens: docs.iter().flatten().map(Vec::len).sum(),
+        });
+        documents.extend(docs.into_iter().filter(|d| !d.is_empty()));
+    }
+    let mut order: Vec<usize> = (0..documents.len()).collect();
+    SplitMix64::new(crate::splits::derive_seed(seed, "mlm/heldout")).shuffle(&mut order);
+    let held = ((documents.len() as f64 * heldout_share).round() as usize).min(documents.len().saturating_sub(1));
+    let mut is_held = vec![false; documents.len()];
+    for &i in &order[..held] {
+        is_held[i] = true;
+    }
+    let (mut train, mut heldout) = (Vec::new(), Vec::new());
+    for (doc, held) in documents.into_iter().zip(is_held) {
+        if held { heldout.push(doc) } else { train.push(doc) }
+    }
+    Ok(MlmCorpus { train, heldout, parts })
+}
+
+/// One pre-training sequence: ids, segment of each token, and for
+/// next-sentence prediction whether segment B follows segment A.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    pub ids: Vec<u32>,
+    pub token_types: Vec<u32>,
+    pub is_next: Option<bool>,
+}
+
+/// Sentence pairs for next-sentence prediction, as BERT's
+/// `create_pretraining_data.py` makes them: sentences of a document fill a
+/// sequence of at most `max_len`; they are cut at a random sentence into A and
+/// B, and half of the time B is replaced by sentences of another document.
+/// Seeded; `[CLS] A [SEP] B [SEP]`, segments 0 and 1.
+pub fn sentence_pairs(documents: &[Vec<Vec<u32>>], max_len: usize, special: &SpecialTokens, seed: u64) -> Vec<Instance> {
+    let budget = max_len.saturating_sub(3).max(2);
+    let mut rng = SplitMix64::new(crate::splits::derive_seed(seed, "mlm/pairs"));
+    let mut out = Vec::new();
+    for (d, doc) in documents.iter().enumerate() {
+        let mut i = 0;
+        while i < doc.len() {
+            // Sentences that fill the budget (a longer sentence alone, cut).
+            let mut chunk: Vec<&[u32]> = Vec::new();
+            let mut len = 0;
+            while i < doc.len() && (chunk.is_empty() || len + doc[i].len() <= budget) {
+                chunk.push(&doc[i]);
+                len += doc[i].len();
+                i += 1;
+            }
+            let cut = if chunk.len() >= 2 { 1 + rng.below(chunk.len() - 1) } else { 1 };
+            let mut a: Vec<u32> = chunk[..cut].concat();
+            let random_next = chunk.len() < 2 || (documents.len() > 1 && rng.unit() < 0.5);
+            let mut b: Vec<u32> = if random_next && documents.len() > 1 {
+                let mut other = rng.below(documents.len() - 1);
+                if other >= d {
+                    other += 1;
+                }
+                let source = &documents[other];
+                let start = rng.below(source.len().max(1));
+                source[start.min(source.len().saturating_sub(1))..].concat()
+            } else {
+                chunk[cut..].concat()
+            };
+            if b.is_empty() {
+                continue;
+            }
+            // Trim the longer segment until both fit (as the original, from the end).
+            while a.len() + b.len() > budget {
+                if a.len() > b.len() {
+                    a.pop()
+                } else {
+                    b.pop()
+                };
+            }
+            let mut ids = Vec::with_capacity(a.len() + b.len() + 3);
+            ids.push(special.cls);
+            ids.extend_from_slice(&a);
+            ids.push(special.sep);
+            let first = ids.len();
+            ids.extend_from_slice(&b);
+            ids.push(special.sep);
+            let token_types = (0..ids.len()).map(|k| u32::from(k >= first)).collect();
+            out.push(Instance { ids, token_types, is_next: Some(!(random_next && documents.len() > 1)) });
         }
     }
-    let language = datasets.first().map(|d| d.language.as_str()).unwrap_or("en");
-    for text in extra_texts {
-        documents.push(split_sentences(text, language));
-    }
-    let sentences: Vec<&str> = documents.iter().flatten().map(|s| s.as_str()).collect();
-    let mut ids = crate::tokenize_cached(tokenizer, &sentences)?.into_iter();
-    let tokenized: Vec<Vec<Vec<u32>>> =
-        documents.iter().map(|doc| doc.iter().map(|_| ids.next().expect("one per sentence")).collect()).collect();
-    Ok(pack(&tokenized, max_len, &tokenizer.special))
+    out
+}
+
+/// Masked-LM sequences: each document's sentences packed into `[CLS] ... [SEP]`
+/// sequences of at most `max_len` (segment 0 throughout).
+pub fn packed_instances(documents: &[Vec<Vec<u32>>], max_len: usize, special: &SpecialTokens) -> Vec<Instance> {
+    pack(documents, max_len, special).into_iter().map(|ids| Instance { token_types: vec![0; ids.len()], ids, is_next: None }).collect()
 }
 
 #[cfg(test)]
@@ -175,15 +282,32 @@ mod tests {
     fn packing_fills_sequences_within_documents() {
         let docs = vec![vec![vec![1, 2, 3], vec![4, 5], vec![6, 7, 8, 9, 10, 11, 12]], vec![vec![20]]];
         let packed = pack(&docs, 7, &SPECIAL);
-        assert_eq!(
-            packed,
-            vec![
-                vec![101, 1, 2, 3, 4, 5, 102],
-                vec![101, 6, 7, 8, 9, 10, 102],
-                vec![101, 11, 12, 102],
-                vec![101, 20, 102]
-            ]
-        );
+        assert_eq!(packed, vec![vec![101, 1, 2, 3, 4, 5, 102], vec![101, 6, 7, 8, 9, 10, 102], vec![101, 11, 12, 102], vec![101, 20, 102]]);
+    }
+
+    #[test]
+    fn sentence_pairs_mix_true_and_random_continuations() {
+        let docs: Vec<Vec<Vec<u32>>> = (0..40).map(|d| (0..6).map(|s| vec![1000 + d * 10 + s; 3]).collect()).collect();
+        let pairs = sentence_pairs(&docs, 16, &SPECIAL, 3);
+        assert!(!pairs.is_empty());
+        let next = pairs.iter().filter(|p| p.is_next == Some(true)).count();
+        let share = next as f64 / pairs.len() as f64;
+        assert!((0.3..0.7).contains(&share), "is-next share {share}");
+        for p in &pairs {
+            assert!(p.ids.len() <= 16 && p.ids[0] == SPECIAL.cls && *p.ids.last().unwrap() == SPECIAL.sep);
+            let seps = p.ids.iter().filter(|&&id| id == SPECIAL.sep).count();
+            assert_eq!(seps, 2);
+            assert_eq!(p.token_types.len(), p.ids.len());
+            assert_eq!(p.token_types[0], 0);
+            assert_eq!(*p.token_types.last().unwrap(), 1);
+            // A true continuation comes from the same document (ids 1000 + 10 d + s).
+            if p.is_next == Some(true) {
+                let docs_seen: std::collections::BTreeSet<u32> =
+                    p.ids.iter().filter(|&&id| id >= 1000).map(|id| (id - 1000) / 10).collect();
+                assert_eq!(docs_seen.len(), 1, "{p:?}");
+            }
+        }
+        assert_eq!(pairs, sentence_pairs(&docs, 16, &SPECIAL, 3), "seeded");
     }
 
     #[test]

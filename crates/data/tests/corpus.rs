@@ -1,6 +1,6 @@
 //! The within-task MLM corpus holds train text only, never dev or test text.
 
-use bertfit_data::mlm::build_corpus;
+use bertfit_data::mlm::{CorpusTexts, build_corpus, packed_instances};
 use bertfit_data::{BertTokenizer, Dataset, Example, Provenance};
 
 fn ex(text: &str) -> Example {
@@ -34,9 +34,21 @@ fn corpus_is_train_text_only_packed_by_sentence() {
             test_sample: None,
         },
     };
-    let corpus = build_corpus(&[&dataset], &["plot .".to_string()], &tokenizer, 6).unwrap();
+    // The caller passes train text only; the corpus keeps documents apart and holds none out here.
+    let train: Vec<&str> = dataset.train.iter().map(|e| e.text.as_str()).collect();
+    let sources = [
+        CorpusTexts { source: "toy train".into(), language: "en", texts: train },
+        CorpusTexts { source: "toy unlabeled".into(), language: "en", texts: vec!["plot ."] },
+    ];
+    let corpus = build_corpus(&sources, &tokenizer, 0.0, 0).unwrap();
+    assert!(corpus.heldout.is_empty());
+    assert_eq!(corpus.parts.iter().map(|p| (p.documents, p.sentences, p.tokens)).collect::<Vec<_>>(), vec![(2, 3, 8), (1, 1, 2)]);
+    let sequences: Vec<Vec<u32>> = packed_instances(&corpus.train, 6, &tokenizer.special).into_iter().map(|i| i.ids).collect();
     // [CLS]=2 [SEP]=3 good=5 film=6 .=7 bad=8 plot=9
-    assert_eq!(corpus, vec![vec![2, 5, 6, 7, 3], vec![2, 8, 9, 7, 3], vec![2, 5, 7, 3], vec![2, 9, 7, 3]]);
+    assert_eq!(sequences, vec![vec![2, 5, 6, 7, 3], vec![2, 8, 9, 7, 3], vec![2, 5, 7, 3], vec![2, 9, 7, 3]]);
     let secret = 11;
-    assert!(corpus.iter().flatten().all(|&id| id != secret && id != 10));
+    assert!(sequences.iter().flatten().all(|&id| id != secret && id != 10));
+    // A held-out share takes whole documents out of training.
+    let held = build_corpus(&sources, &tokenizer, 0.34, 0).unwrap();
+    assert_eq!((held.train.len(), held.heldout.len()), (2, 1));
 }

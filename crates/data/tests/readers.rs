@@ -28,6 +28,7 @@ const AG: &str = r#"
 name = "ag"
 description = "fixture"
 classes = ["World", "Sports", "Business", "Sci/Tech"]
+domain = "topic"
 format = { kind = "zhang_csv", columns = ["label", "title", "description"], text = ["title", "description"] }
 train = { sources = [{ local = "/unused" }] }
 "#;
@@ -63,6 +64,7 @@ const TREC: &str = r#"
 name = "trec"
 description = "fixture"
 classes = ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"]
+domain = "topic"
 format = { kind = "trec_label" }
 train = { sources = [{ local = "/unused" }] }
 "#;
@@ -87,13 +89,16 @@ fn aclimdb_and_folder_per_class() {
     write(dir.path(), "train/neg/0_2.txt", b"Dull.");
     write(dir.path(), "train/neg/1_1.txt", b"   ");
     write(dir.path(), "train/unsup/0_0.txt", b"No label.");
-    let imdb = spec(r#"
+    let imdb = spec(
+        r#"
 name = "imdb"
 description = "fixture"
 classes = ["neg", "pos"]
+domain = "topic"
 format = { kind = "acl_imdb" }
 train = { sources = [{ local = "/unused" }] }
-"#);
+"#,
+    );
     let out = read_split(&imdb, &dir.path().join("train")).unwrap();
     assert_eq!(out.examples, vec![ex("Dull.", 0), ex("Great <br /><br />film.", 1)]);
     assert_eq!(out.skipped_empty, 1);
@@ -104,13 +109,16 @@ train = { sources = [{ local = "/unused" }] }
     let err = format!("{:#}", read_split(&strict, &dir.path().join("train")).unwrap_err());
     assert!(err.contains("1_1.txt") && err.contains("empty text"), "{err}");
 
-    let folders = spec(r#"
+    let folders = spec(
+        r#"
 name = "bbc"
 description = "fixture"
 classes = ["sport", "tech"]
+domain = "topic"
 format = { kind = "folder_per_class", extension = "txt" }
 train = { sources = [{ local = "/unused" }] }
-"#);
+"#,
+    );
     write(dir.path(), "bbc/sport/001.txt", b"Goal.");
     write(dir.path(), "bbc/tech/001.txt", b"\xa315m chip");
     let err = format!("{:#}", read_split(&folders, &dir.path().join("bbc")).unwrap_err());
@@ -125,13 +133,16 @@ train = { sources = [{ local = "/unused" }] }
 }
 
 fn table_spec(file: &str, labels: &str) -> DatasetSpec {
-    spec(&format!(r#"
+    spec(&format!(
+        r#"
 name = "t"
 description = "fixture"
 classes = ["neg", "pos"]
+domain = "topic"
 format = {{ kind = "table", file = "{file}", text = ["text"], label = "label", labels = "{labels}", filter = {{ column = "source", equals = "a" }} }}
 train = {{ sources = [{{ local = "/unused" }}] }}
-"#))
+"#
+    ))
 }
 
 #[test]
@@ -173,16 +184,22 @@ fn unknown_keys_in_a_dataset_file_are_errors() {
 }
 
 #[test]
-fn every_catalogue_entry_parses() {
-    let dir = catalogue::catalogue_dir();
-    let mut n = 0;
+fn every_catalogue_entry_parses_and_is_built_in() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets");
+    let mut names = Vec::new();
     for entry in std::fs::read_dir(&dir).unwrap().flatten() {
         if entry.path().extension().is_some_and(|e| e == "toml") {
-            DatasetSpec::from_file(&entry.path()).unwrap();
-            n += 1;
+            let spec = DatasetSpec::from_file(&entry.path()).unwrap();
+            assert_eq!(Some(spec.name.as_str()), entry.path().file_stem().and_then(|s| s.to_str()), "name = file name");
+            names.push(spec.name);
         }
     }
-    assert!(n >= 12, "{n} entries in {}", dir.display());
+    names.sort();
+    let builtin: Vec<String> = catalogue::BUILTIN.iter().map(|(n, _)| n.to_string()).collect();
+    assert_eq!(names, builtin, "datasets/ and the built-in list (catalogue::BUILTIN) differ");
+    for (name, _) in catalogue::BUILTIN {
+        assert_eq!(catalogue::find(name).unwrap().name, *name);
+    }
 }
 
 /// The paper's TREC and AG's News test set, original bytes (`../shared/datasets`
@@ -227,11 +244,7 @@ fn real_trec_and_ag_news_test() {
 fn a_local_copy_with_the_wrong_sha256_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let file = write(dir.path(), "t.label", b"DESC:manner How ?\n");
-    let source = catalogue::Source {
-        local: Some(file.clone()),
-        sha256: Some("00".repeat(32)),
-        ..Default::default()
-    };
+    let source = catalogue::Source { local: Some(file.clone()), sha256: Some("00".repeat(32)), ..Default::default() };
     let err = format!("{:#}", source.resolve().unwrap_err());
     assert!(err.contains("sha256 mismatch") && err.contains("t.label"), "{err}");
     let missing = catalogue::Source { local: Some(dir.path().join("nope")), ..Default::default() };

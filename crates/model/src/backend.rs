@@ -25,13 +25,14 @@ pub enum Backend {
     Wgpu,
 }
 
-pub const BACKEND_NAMES: &str = "flex, ndarray, tch, tch-cuda[:N], wgpu";
+pub const BACKEND_NAMES: &str = "auto, flex, ndarray, tch, tch-cuda[:N], wgpu";
 
 impl FromStr for Backend {
     type Err = anyhow::Error;
 
     fn from_str(s: &str) -> Result<Self> {
         Ok(match s {
+            "auto" => Self::auto(),
             "flex" => Self::Flex,
             "ndarray" => Self::NdArray,
             "tch" | "tch-cpu" => Self::Tch,
@@ -61,6 +62,12 @@ impl fmt::Display for Backend {
 }
 
 impl Backend {
+    /// `auto`: LibTorch on the CPU when this binary has it (the faster CPU
+    /// backend, see the README's bench), else flex.
+    pub fn auto() -> Self {
+        if cfg!(feature = "tch") { Self::Tch } else { Self::Flex }
+    }
+
     /// Whether this binary was built with the backend.
     pub fn compiled(&self) -> bool {
         match self {
@@ -72,10 +79,7 @@ impl Backend {
 
     /// Backends compiled into this binary.
     pub fn available() -> Vec<Backend> {
-        [Self::Flex, Self::NdArray, Self::Tch, Self::Wgpu]
-            .into_iter()
-            .filter(|b| b.compiled())
-            .collect()
+        [Self::Flex, Self::NdArray, Self::Tch, Self::Wgpu].into_iter().filter(|b| b.compiled()).collect()
     }
 
     /// The burn device (without autodiff).
@@ -87,24 +91,18 @@ impl Backend {
             Self::Tch => {
                 #[cfg(feature = "tch")]
                 return Ok(Device::libtorch());
-                bail!(
-                    "backend tch is not compiled into this binary: build with the `tch` feature (`just build-tch`)"
-                )
+                bail!("backend tch is not compiled into this binary: build with the `tch` feature (`just build-tch`)")
             }
             Self::TchCuda(index) => {
                 #[cfg(feature = "tch")]
                 return Ok(Device::libtorch_cuda(*index));
                 let _ = index;
-                bail!(
-                    "backend {self} is not compiled into this binary: build with the `tch` feature (`just build-tch`)"
-                )
+                bail!("backend {self} is not compiled into this binary: build with the `tch` feature (`just build-tch`)")
             }
             Self::Wgpu => {
                 #[cfg(feature = "wgpu")]
                 return Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice));
-                bail!(
-                    "backend wgpu is not compiled into this binary: build with the `wgpu` feature (`just build-wgpu`)"
-                )
+                bail!("backend wgpu is not compiled into this binary: build with the `wgpu` feature (`just build-wgpu`)")
             }
         }
     }
@@ -122,6 +120,7 @@ mod tests {
         assert_eq!("tch-cuda".parse::<Backend>().unwrap(), Backend::TchCuda(0));
         assert_eq!("tch-cuda:2".parse::<Backend>().unwrap(), Backend::TchCuda(2));
         assert_eq!("wgpu".parse::<Backend>().unwrap(), Backend::Wgpu);
+        assert_eq!("auto".parse::<Backend>().unwrap(), if cfg!(feature = "tch") { Backend::Tch } else { Backend::Flex });
         let err = "foo".parse::<Backend>().unwrap_err().to_string();
         assert!(err.contains("unknown backend \"foo\""), "{err}");
     }

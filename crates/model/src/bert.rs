@@ -8,10 +8,7 @@
 #![allow(non_snake_case)] // `LayerNorm` fields carry the checkpoint's name.
 
 use burn::module::{Module, Param};
-use burn::nn::{
-    Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig,
-    Linear, LinearConfig,
-};
+use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::{gelu, gelu_approximate, relu, softmax};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
@@ -39,11 +36,7 @@ impl BertInput {
     /// Builds the tensors from row-major ids and mask of shape [batch, len].
     pub fn from_ids(input_ids: Vec<i64>, attention_mask: Vec<i64>, shape: [usize; 2], device: &Device) -> Self {
         let tensor = |values: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(values, shape), device);
-        Self {
-            input_ids: tensor(input_ids),
-            attention_mask: tensor(attention_mask),
-            token_type_ids: None,
-        }
+        Self { input_ids: tensor(input_ids), attention_mask: tensor(attention_mask), token_type_ids: None }
     }
 }
 
@@ -61,17 +54,13 @@ pub(crate) fn dropout_active(dropout: &Dropout, device: &Device) -> bool {
 /// `nn.Linear` initialised as `BertPreTrainedModel._init_weights`: weight
 /// N(0, initializer_range), bias zero.
 pub(crate) fn linear(d_in: usize, d_out: usize, std: f64, device: &Device) -> Linear {
-    let mut layer = LinearConfig::new(d_in, d_out)
-        .with_initializer(Initializer::Normal { mean: 0.0, std })
-        .init(device);
+    let mut layer = LinearConfig::new(d_in, d_out).with_initializer(Initializer::Normal { mean: 0.0, std }).init(device);
     layer.bias = Some(Param::from_tensor(Tensor::zeros([d_out], device)));
     layer
 }
 
-fn layer_norm(config: &BertConfig, device: &Device) -> LayerNorm {
-    LayerNormConfig::new(config.hidden_size)
-        .with_epsilon(config.layer_norm_eps)
-        .init(device)
+pub(crate) fn layer_norm(config: &BertConfig, device: &Device) -> LayerNorm {
+    LayerNormConfig::new(config.hidden_size).with_epsilon(config.layer_norm_eps).init(device)
 }
 
 /// `BertEmbeddings`: word + absolute position + token type, then LayerNorm and dropout.
@@ -86,15 +75,8 @@ pub struct BertEmbeddings {
 
 impl BertEmbeddings {
     pub fn new(config: &BertConfig, device: &Device) -> Self {
-        let init = Initializer::Normal {
-            mean: 0.0,
-            std: config.initializer_range,
-        };
-        let embedding = |n: usize| {
-            EmbeddingConfig::new(n, config.hidden_size)
-                .with_initializer(init.clone())
-                .init(device)
-        };
+        let init = Initializer::Normal { mean: 0.0, std: config.initializer_range };
+        let embedding = |n: usize| EmbeddingConfig::new(n, config.hidden_size).with_initializer(init.clone()).init(device);
         Self {
             word_embeddings: embedding(config.vocab_size),
             position_embeddings: embedding(config.max_position_embeddings),
@@ -108,15 +90,9 @@ impl BertEmbeddings {
         let [batch, len] = input_ids.dims();
         let device = input_ids.device();
         let max_len = self.position_embeddings.weight.dims()[0];
-        assert!(
-            len <= max_len,
-            "sequence length {len} exceeds max_position_embeddings {max_len}"
-        );
-        let positions = Tensor::<1, Int>::arange(0..len as i64, &device)
-            .reshape([1, len])
-            .expand([batch, len]);
-        let token_types =
-            token_type_ids.unwrap_or_else(|| Tensor::<2, Int>::zeros([batch, len], &device));
+        assert!(len <= max_len, "sequence length {len} exceeds max_position_embeddings {max_len}");
+        let positions = Tensor::<1, Int>::arange(0..len as i64, &device).reshape([1, len]).expand([batch, len]);
+        let token_types = token_type_ids.unwrap_or_else(|| Tensor::<2, Int>::zeros([batch, len], &device));
         let x = self.word_embeddings.forward(input_ids)
             + self.position_embeddings.forward(positions)
             + self.token_type_embeddings.forward(token_types);
@@ -214,10 +190,7 @@ pub struct BertAttention {
 
 impl BertAttention {
     pub fn new(config: &BertConfig, device: &Device) -> Self {
-        Self {
-            self_attention: BertSelfAttention::new(config, device),
-            output: BertSelfOutput::new(config.hidden_size, config, device),
-        }
+        Self { self_attention: BertSelfAttention::new(config, device), output: BertSelfOutput::new(config.hidden_size, config, device) }
     }
 
     pub fn forward(&self, x: Tensor<3>, mask_bias: Tensor<4>) -> Tensor<3> {
@@ -233,7 +206,7 @@ pub struct Activation {
 }
 
 impl Activation {
-    fn new(act: HiddenAct) -> Self {
+    pub(crate) fn new(act: HiddenAct) -> Self {
         let kind = match act {
             HiddenAct::Gelu => 0,
             HiddenAct::GeluTanh => 1,
@@ -242,7 +215,7 @@ impl Activation {
         Self { kind }
     }
 
-    fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+    pub(crate) fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         match self.kind {
             0 => gelu(x),
             1 => gelu_approximate(x),
@@ -261,12 +234,7 @@ pub struct BertIntermediate {
 impl BertIntermediate {
     pub fn new(config: &BertConfig, device: &Device) -> Self {
         Self {
-            dense: linear(
-                config.hidden_size,
-                config.intermediate_size,
-                config.initializer_range,
-                device,
-            ),
+            dense: linear(config.hidden_size, config.intermediate_size, config.initializer_range, device),
             intermediate_act_fn: Activation::new(config.act()),
         }
     }
@@ -315,9 +283,7 @@ pub struct BertPooler {
 impl BertPooler {
     pub fn new(config: &BertConfig, device: &Device) -> Self {
         let h = config.hidden_size;
-        Self {
-            dense: linear(h, h, config.initializer_range, device),
-        }
+        Self { dense: linear(h, h, config.initializer_range, device) }
     }
 
     /// `hidden`: [batch, len, hidden] -> [batch, hidden].
@@ -341,11 +307,7 @@ impl BertModel {
     pub fn new(config: &BertConfig, device: &Device) -> Self {
         Self {
             embeddings: BertEmbeddings::new(config, device),
-            encoder: BertEncoder {
-                layer: (0..config.num_hidden_layers)
-                    .map(|_| BertLayer::new(config, device))
-                    .collect(),
-            },
+            encoder: BertEncoder { layer: (0..config.num_hidden_layers).map(|_| BertLayer::new(config, device)).collect() },
             pooler: BertPooler::new(config, device),
         }
     }
@@ -357,20 +319,10 @@ impl BertModel {
     /// Runs the encoder; returns the hidden state of every layer.
     pub fn forward(&self, input: BertInput) -> EncoderOutput {
         let [batch, len] = input.input_ids.dims();
-        let heads = self
-            .encoder
-            .layer
-            .first()
-            .map(|l| l.attention.self_attention.num_heads)
-            .unwrap_or(1);
+        let heads = self.encoder.layer.first().map(|l| l.attention.self_attention.num_heads).unwrap_or(1);
         // Lowest f32 where the key position is padding, 0 elsewhere, as [batch, heads, query, key].
-        let mask_bias = input
-            .attention_mask
-            .equal_elem(0)
-            .float()
-            .mul_scalar(f32::MIN)
-            .reshape([batch, 1, 1, len])
-            .expand([batch, heads, len, len]);
+        let mask_bias =
+            input.attention_mask.equal_elem(0).float().mul_scalar(f32::MIN).reshape([batch, 1, 1, len]).expand([batch, heads, len, len]);
         let mut x = self.embeddings.forward(input.input_ids, input.token_type_ids);
         let mut hidden_states = Vec::with_capacity(self.encoder.layer.len() + 1);
         hidden_states.push(x.clone());

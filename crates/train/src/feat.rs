@@ -11,7 +11,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use half::f16;
 
 use crate::cross_entropy;
-use crate::finetune::{EncodedSplit, Examples, Trainee, label_tensor};
+use crate::finetune_loop::{EncodedSplit, Examples, Trainee, label_tensor};
 
 /// Per example, the token vectors of one encoder layer (f16, row-major
 /// [tokens, width]), its token count and label.
@@ -41,7 +41,14 @@ impl FeatureSplit {
     /// Layer `layer` of the frozen `bert` (plain device) for every sequence of
     /// `split`, cached under `$BERTFIT_CACHE/features/` by a key of the model's
     /// fingerprint, the layer and the token ids.
-    pub fn extract(bert: &BertModel, model_fingerprint: &str, split: &EncodedSplit, layer: usize, batch_size: usize, device: &Device) -> Result<Self> {
+    pub fn extract(
+        bert: &BertModel,
+        model_fingerprint: &str,
+        split: &EncodedSplit,
+        layer: usize,
+        batch_size: usize,
+        device: &Device,
+    ) -> Result<Self> {
         if split.docs.iter().any(|d| d.len() != 1) {
             bail!("BERT-Feat takes one sequence per text; hierarchical truncation does not apply");
         }
@@ -134,11 +141,7 @@ impl Trainee for BertFeatClassifier {
         let (x, lengths) = split.batch(idx, device);
         let out = self.forward(x, &lengths);
         let loss = cross_entropy(out.logits, label_tensor(split, idx, device));
-        if self.penalty > 0.0 {
-            loss + bertfit_model::feat::attention_penalty(out.attention).mul_scalar(self.penalty)
-        } else {
-            loss
-        }
+        if self.penalty > 0.0 { loss + bertfit_model::feat::attention_penalty(out.attention).mul_scalar(self.penalty) } else { loss }
     }
 
     fn probabilities(&self, _task: usize, split: &FeatureSplit, idx: &[usize], device: &Device) -> Tensor<2> {

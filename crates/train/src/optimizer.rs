@@ -39,14 +39,31 @@ pub struct OptimizerConfig {
 
 impl Default for OptimizerConfig {
     fn default() -> Self {
-        Self {
-            kind: OptimizerKind::Adamw,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-6,
-            weight_decay: 0.01,
-            max_grad_norm: Some(1.0),
+        Self { kind: OptimizerKind::Adamw, beta1: 0.9, beta2: 0.999, eps: 1e-6, weight_decay: 0.01, max_grad_norm: Some(1.0) }
+    }
+}
+
+impl OptimizerConfig {
+    /// Settings out of range, by key under the optimizer's table.
+    pub fn check(&self) -> Result<(), crate::InvalidSetting> {
+        use crate::InvalidSetting;
+        for (key, beta) in [("beta1", self.beta1), ("beta2", self.beta2)] {
+            if !(0.0..1.0).contains(&beta) {
+                return Err(InvalidSetting::new(key, format!("must be in [0, 1), not {beta}")));
+            }
         }
+        if !(self.eps > 0.0 && self.eps.is_finite()) {
+            return Err(InvalidSetting::new("eps", format!("must be positive, not {}", self.eps)));
+        }
+        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
+            return Err(InvalidSetting::new("weight_decay", format!("must be zero or positive, not {}", self.weight_decay)));
+        }
+        if let Some(max) = self.max_grad_norm
+            && !(max > 0.0 && max.is_finite())
+        {
+            return Err(InvalidSetting::new("max_grad_norm", format!("must be positive (or left out), not {max}")));
+        }
+        Ok(())
     }
 }
 
@@ -137,10 +154,7 @@ impl ModuleMapper for Update<'_> {
                 }
             }
         }
-        let state = self.optim.moments.remove(&id).unwrap_or_else(|| Moments {
-            m: g.zeros_like(),
-            v: g.zeros_like(),
-        });
+        let state = self.optim.moments.remove(&id).unwrap_or_else(|| Moments { m: g.zeros_like(), v: g.zeros_like() });
         // torch: exp_avg.lerp_(grad, 1 - beta1), i.e. m + (1 - beta1) (g - m).
         let m = state.m.clone() + (g.clone() - state.m).mul_scalar(1.0 - c.beta1);
         let v = state.v.mul_scalar(c.beta2) + g.square().mul_scalar(1.0 - c.beta2);
@@ -193,6 +207,28 @@ impl ModuleVisitor for ParamPaths {
     }
 }
 
+/// `(path, id, number of values)` of every float parameter of `module`.
+pub fn param_sizes<M: Module>(module: &M) -> Vec<(String, ParamId, usize)> {
+    struct Sizes {
+        path: Vec<String>,
+        found: Vec<(String, ParamId, usize)>,
+    }
+    impl ModuleVisitor for Sizes {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.found.push((self.path.join("."), param.id, param.lazy_shape().num_elements()));
+        }
+    }
+    let mut visitor = Sizes { path: Vec::new(), found: Vec::new() };
+    module.visit(&mut visitor);
+    visitor.found
+}
+
 /// `(path, id)` of every float parameter of `module`.
 pub fn param_paths<M: Module>(module: &M) -> Vec<(String, ParamId)> {
     let mut visitor = ParamPaths { path: Vec::new(), found: Vec::new() };
@@ -222,14 +258,21 @@ impl AdamW {
 
     /// Restores a state saved by [`AdamW::state`] for `module` (same structure).
     pub fn load_state<M: Module>(&mut self, module: &M, state: OptimizerState, device: &burn::tensor::Device) -> anyhow::Result<()> {
-        let ids: HashMap<String, ParamId> = param_paths(module).into_iter().collect();
+        let ids: HashMap<String, (ParamId, usize)> = param_sizes(module).into_iter().map(|(path, id, n)| (path, (id, n))).collect();
         // Moments live without autodiff, as the gradients they are made of.
         let device = &device.clone().inner();
         self.moments.clear();
         for (path, m, v) in state.moments {
-            let Some(&id) = ids.get(&path) else {
+            let Some(&(id, numel)) = ids.get(&path) else {
                 anyhow::bail!("optimizer state has moments for {path:?}, which the model does not have");
             };
+            if m.len() != numel || v.len() != numel {
+                anyhow::bail!(
+                    "optimizer state for {path:?} has {} and {} values where the parameter has {numel}: the checkpoint is corrupt or from another model",
+                    m.len(),
+                    v.len()
+                );
+            }
             let tensor = |x: Vec<f32>| {
                 let n = x.len();
                 Tensor::<1>::from_data(burn::tensor::TensorData::new(x, [n]), device)
@@ -241,46 +284,26 @@ impl AdamW {
     }
 
     pub fn new(config: OptimizerConfig) -> Self {
-        Self {
-            config,
-            step: 0,
-            moments: HashMap::new(),
-        }
+        Self { config, step: 0, moments: HashMap::new() }
     }
 
     /// Global L2 norm of the gradients (before clipping).
     pub fn grad_norm<M: Module>(module: &M, grads: &GradientsParams) -> f64 {
         let mut visitor = GradNorm { grads, total: None };
         module.visit(&mut visitor);
-        visitor
-            .total
-            .map(|t| t.sqrt().into_scalar::<f32>() as f64)
-            .unwrap_or(0.0)
+        visitor.total.map(|t| t.sqrt().into_scalar::<f32>() as f64).unwrap_or(0.0)
     }
 
     /// One optimizer step at learning rate `lr`, scaled per parameter by
     /// `lr_factor(path)` (layer-wise decreasing lr). Returns the updated module
     /// and the gradient norm before clipping.
-    pub fn step<M: Module>(
-        &mut self,
-        module: M,
-        mut grads: GradientsParams,
-        lr: f64,
-        lr_factor: &dyn Fn(&str) -> f64,
-    ) -> (M, f64) {
+    pub fn step<M: Module>(&mut self, module: M, mut grads: GradientsParams, lr: f64, lr_factor: &dyn Fn(&str) -> f64) -> (M, f64) {
         let norm = Self::grad_norm(&module, &grads);
         let clip_scale = match (self.config.kind, self.config.max_grad_norm) {
             (OptimizerKind::Adamw, Some(max)) => (max / (norm + 1e-6)).min(1.0),
             _ => 1.0,
         };
-        let mut update = Update {
-            optim: self,
-            grads: &mut grads,
-            lr,
-            lr_factor,
-            clip_scale,
-            path: Vec::new(),
-        };
+        let mut update = Update { optim: self, grads: &mut grads, lr, lr_factor, clip_scale, path: Vec::new() };
         let module = module.map(&mut update);
         self.step += 1;
         (module, norm)

@@ -93,6 +93,28 @@ impl ScheduleConfig {
         Self { kind: ScheduleKind::Linear, warmup: default_warmup(), num_cycles: None, power: 1.0, lr_end: 1e-7 }
     }
 
+    /// Settings out of range, by key under the schedule's table.
+    pub fn check(&self) -> Result<(), crate::InvalidSetting> {
+        use crate::InvalidSetting;
+        if let Warmup::Proportion(p) = self.warmup
+            && !(0.0..=1.0).contains(&p)
+        {
+            return Err(InvalidSetting::new("warmup.proportion", format!("must be in [0, 1], not {p}")));
+        }
+        if let Some(cycles) = self.num_cycles
+            && !(cycles > 0.0 && cycles.is_finite())
+        {
+            return Err(InvalidSetting::new("num_cycles", format!("must be positive, not {cycles}")));
+        }
+        if !(self.power > 0.0 && self.power.is_finite()) {
+            return Err(InvalidSetting::new("power", format!("must be positive, not {}", self.power)));
+        }
+        if !(self.lr_end >= 0.0 && self.lr_end.is_finite()) {
+            return Err(InvalidSetting::new("lr_end", format!("must be zero or positive, not {}", self.lr_end)));
+        }
+        Ok(())
+    }
+
     /// The schedule for a run of `total` steps at peak rate `lr`.
     pub fn build(&self, lr: f64, total: usize) -> LrSchedule {
         LrSchedule { config: self.clone(), lr, total, warmup: self.warmup.steps(total) }
@@ -118,8 +140,20 @@ impl LrSchedule {
         let c = &self.config;
         match c.kind {
             ScheduleKind::Constant => 1.0,
-            ScheduleKind::ConstantWithWarmup => if warming { warm } else { 1.0 },
-            ScheduleKind::Linear => if warming { warm } else { ((t - s) / (t - w).max(1.0)).max(0.0) },
+            ScheduleKind::ConstantWithWarmup => {
+                if warming {
+                    warm
+                } else {
+                    1.0
+                }
+            }
+            ScheduleKind::Linear => {
+                if warming {
+                    warm
+                } else {
+                    ((t - s) / (t - w).max(1.0)).max(0.0)
+                }
+            }
             ScheduleKind::Cosine => {
                 if warming {
                     return warm;

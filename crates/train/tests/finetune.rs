@@ -5,10 +5,14 @@
 //! crash; the hierarchical heads train end to end.
 
 use bertfit_data::splits::SplitMix64;
-use bertfit_model::{BertConfig, BertFeatClassifier, BertForMultiTask, BertForSequenceClassification, ChunkPool, FeatConfig, Features, HeadConfig, save_hf_weights};
+use bertfit_model::{
+    BertConfig, BertFeatClassifier, BertForMultiTask, BertForSequenceClassification, ChunkPool, FeatConfig, Features, HeadConfig,
+    save_hf_weights,
+};
+use bertfit_train::progress::ProgressTarget;
 use bertfit_train::{
-    Checkpoints, EncodedSplit, FeatureSplit, FinetuneConfig, Finetuned, Outcome, RunControl, ScheduleConfig, TaskData, TaskSampling, finetune,
-    train_tasks,
+    Checkpoints, EncodedSplit, FeatureSplit, FinetuneConfig, Finetuned, Outcome, RunControl, ScheduleConfig, TaskData, TaskSampling,
+    finetune, train_tasks,
 };
 use burn::module::Module;
 use burn::tensor::Device;
@@ -104,7 +108,7 @@ fn weights<M: burn::module::Module>(model: &M) -> Vec<(String, Vec<f32>)> {
 #[test]
 fn learns_the_toy_task_and_keeps_the_curve() {
     let _serial = serial();
-    let quiet = RunControl { quiet: true, ..Default::default() };
+    let quiet = RunControl { progress: ProgressTarget::Quiet, ..Default::default() };
     let done = finished(run(model(HeadConfig::default(), true), &config(), &quiet));
     let r = &done.result;
     assert_eq!(r.curve.len(), 3);
@@ -125,7 +129,7 @@ fn a_stopped_run_resumes_to_the_same_result() {
     // model, the Adam moments, the step (schedule), the data order and the
     // dropout masks.
     let config = FinetuneConfig { checkpoint_every: Some(5), ..config() };
-    let quiet = |c| RunControl { checkpoints: c, quiet: true, ..Default::default() };
+    let quiet = |c| RunControl { checkpoints: c, progress: ProgressTarget::Quiet, ..Default::default() };
 
     let whole_dir = tempfile::tempdir().unwrap();
     let whole_ck = Checkpoints::new(whole_dir.path());
@@ -152,7 +156,7 @@ fn a_stopped_run_resumes_to_the_same_result() {
 #[test]
 fn gradient_accumulation_equals_the_larger_batch() {
     let _serial = serial();
-    let quiet = RunControl { quiet: true, ..Default::default() };
+    let quiet = RunControl { progress: ProgressTarget::Quiet, ..Default::default() };
     let one = FinetuneConfig { epochs: 1, batch_size: 8, ..config() };
     let two = FinetuneConfig { batch_size: 4, grad_accum: 2, ..one.clone() };
     let a = finished(run(model(HeadConfig::default(), false), &one, &quiet));
@@ -165,9 +169,30 @@ fn gradient_accumulation_equals_the_larger_batch() {
 }
 
 #[test]
+fn an_incomplete_accumulation_group_is_the_mean_of_its_own_micro_batches() {
+    let _serial = serial();
+    let quiet = RunControl { progress: ProgressTarget::Quiet, ..Default::default() };
+    // A large eps makes Adam's step proportional to the gradient, so a
+    // gradient divided by the wrong count shows in the weights.
+    let optimizer = bertfit_train::OptimizerConfig { eps: 10.0, max_grad_norm: None, ..Default::default() };
+    let constant =
+        ScheduleConfig { kind: bertfit_train::ScheduleKind::Constant, warmup: bertfit_train::Warmup::Steps(0), ..ScheduleConfig::paper() };
+    let whole = FinetuneConfig { epochs: 1, batch_size: 64, lr: 1.0, schedule: constant, optimizer, ..config() };
+    // 8 micro-batches per epoch, in a group meant for 16: one step over all 8.
+    let leftover = FinetuneConfig { batch_size: 8, grad_accum: 16, ..whole.clone() };
+    let a = finished(run(model(HeadConfig::default(), false), &whole, &quiet));
+    let b = finished(run(model(HeadConfig::default(), false), &leftover, &quiet));
+    assert_eq!((a.result.steps, b.result.steps), (1, 1));
+    let flat = |w: Vec<(String, Vec<f32>)>| w.into_iter().flat_map(|(_, v)| v).collect::<Vec<f32>>();
+    let (wa, wb) = (flat(weights(&a.model)), flat(weights(&b.model)));
+    let worst = wa.iter().zip(&wb).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    assert!(worst < 1e-6, "the leftover group differs from the full batch by {worst:e}");
+}
+
+#[test]
 fn a_diverging_run_is_recorded_not_a_crash() {
     let _serial = serial();
-    let quiet = RunControl { quiet: true, ..Default::default() };
+    let quiet = RunControl { progress: ProgressTarget::Quiet, ..Default::default() };
     let wild = FinetuneConfig { lr: 50.0, divergence_loss: 3.0, ..config() };
     let done = finished(run(model(HeadConfig::default(), true), &wild, &quiet));
     let why = done.result.diverged.expect("lr 50 diverges");
@@ -178,9 +203,9 @@ fn a_diverging_run_is_recorded_not_a_crash() {
 #[test]
 fn hierarchical_heads_train_end_to_end() {
     let _serial = serial();
-    let quiet = RunControl { quiet: true, ..Default::default() };
+    let quiet = RunControl { progress: ProgressTarget::Quiet, ..Default::default() };
     for pool in [ChunkPool::Mean, ChunkPool::Max, ChunkPool::SelfAttention] {
-        let head = HeadConfig { chunk_pool: Some(pool), ..Default::default() };
+        let head = HeadConfig { features: Features::LastLayer, chunk_pool: Some(pool) };
         let (train, dev, test) = (toy_split(64, 1, Some(4)), toy_split(32, 2, Some(4)), toy_split(32, 3, Some(4)));
         assert!(train.docs.iter().any(|d| d.len() > 2));
         let done = finished(finetune(model(head, true), &train, &dev, &test, &config(), &Device::flex().autodiff(), &quiet).unwrap());
@@ -204,7 +229,7 @@ fn multi_task_shares_the_encoder_then_splits_per_task() {
     ];
     let device = Device::flex().autodiff();
     device.seed(5);
-    let quiet = RunControl { quiet: true, ..Default::default() };
+    let quiet = RunControl { progress: ProgressTarget::Quiet, ..Default::default() };
     for sampling in [TaskSampling::Proportional, TaskSampling::Uniform] {
         let model = BertForMultiTask::new(&BertConfig::tiny(VOCAB), &[2, 2], Features::Pooler, &device).train();
         let config = FinetuneConfig { task_sampling: sampling, ..config() };
@@ -244,7 +269,7 @@ fn bert_feat_trains_on_cached_frozen_features() {
     let feat = FeatConfig { lstm_hidden: 16, attention_hidden: 8, hops: 2, mlp_hidden: 16, ..Default::default() };
     let model = BertFeatClassifier::new(32, 2, feat, &ad).train();
     let config = FinetuneConfig { lr: 3e-3, epochs: 4, ..config() };
-    let quiet = RunControl { quiet: true, ..Default::default() };
+    let quiet = RunControl { progress: ProgressTarget::Quiet, ..Default::default() };
     let done = finished(finetune(model, &train, &dev, &test, &config, &ad, &quiet).unwrap());
     assert!(done.result.test_error.unwrap() <= 0.15, "{:?}", done.result.curve);
 }

@@ -24,10 +24,11 @@ use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{Checkpoints, load_optimizer, read_json, save_optimizer, write_json};
+use crate::progress::{Progress, ProgressTarget};
+use crate::setting::InvalidSetting;
 use crate::{AdamW, LayerwiseDecay, OptimizerConfig, Schedule, ScheduleConfig, cross_entropy};
 
 /// A split the loop can batch: examples with a size (tokens) and a label.
@@ -198,19 +199,32 @@ impl Default for FinetuneConfig {
 }
 
 impl FinetuneConfig {
-    pub fn check(&self) -> Result<()> {
-        for (name, value) in [("epochs", self.epochs), ("batch_size", self.batch_size), ("eval_batch_size", self.eval_batch_size), ("grad_accum", self.grad_accum)] {
+    /// Settings out of range, named by their key under `[training]`.
+    pub fn check(&self) -> std::result::Result<(), InvalidSetting> {
+        for (name, value) in [
+            ("epochs", self.epochs),
+            ("batch_size", self.batch_size),
+            ("eval_batch_size", self.eval_batch_size),
+            ("grad_accum", self.grad_accum),
+        ] {
             if value == 0 {
-                bail!("training.{name} must be at least 1");
+                return Err(InvalidSetting::new(name, "must be at least 1"));
             }
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
-            bail!("training.lr must be a positive number, not {}", self.lr);
+            return Err(InvalidSetting::new("lr", format!("must be a positive number, not {}", self.lr)));
+        }
+        if !(self.layerwise.xi > 0.0 && self.layerwise.xi <= 1.0) {
+            return Err(InvalidSetting::new(
+                "layerwise.xi",
+                format!("must be in (0, 1] (1 turns the decay off), not {}", self.layerwise.xi),
+            ));
         }
         if self.checkpoint_every == Some(0) {
-            bail!("training.checkpoint_every must be at least 1 (or left out)");
+            return Err(InvalidSetting::new("checkpoint_every", "must be at least 1 (or left out)"));
         }
-        Ok(())
+        self.schedule.check().map_err(|e| e.within("schedule"))?;
+        self.optimizer.check().map_err(|e| e.within("optimizer"))
     }
 }
 
@@ -269,22 +283,36 @@ pub struct Finetuned<M> {
 pub enum Outcome<M> {
     Finished(Box<Finetuned<M>>),
     /// Stopped on request after this many optimizer steps (a checkpoint was written).
-    Stopped { step: u64 },
+    Stopped {
+        step: u64,
+    },
 }
 
-/// How a run is driven from outside: where it checkpoints, whether it shows progress.
+/// How a run is driven from outside: where it checkpoints, where progress goes.
 #[derive(Default)]
 pub struct RunControl<'a> {
     pub checkpoints: Option<&'a Checkpoints>,
+    /// The identity of the whole run (a hash of its resolved configuration):
+    /// a checkpoint made by another run is never continued.
+    pub identity: Option<String>,
     /// Stop (as if killed, right after a checkpoint) after this many optimizer steps.
     pub stop_after_steps: Option<u64>,
-    pub quiet: bool,
+    pub progress: ProgressTarget,
+}
+
+impl RunControl<'_> {
+    pub fn quiet(&self) -> bool {
+        matches!(self.progress, ProgressTarget::Quiet)
+    }
 }
 
 /// Where a run stands; what a checkpoint's `state.json` holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct LoopState {
     config: FinetuneConfig,
+    /// `RunControl::identity` of the run that wrote it.
+    #[serde(default)]
+    identity: Option<String>,
     /// Current epoch (0-based) and batches of it already trained.
     epoch: usize,
     batches_done: usize,
@@ -384,16 +412,6 @@ fn load_weights<M: Trainee>(model: &mut M, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn progress_bar(total: u64, quiet: bool) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(Some(total), if quiet { ProgressDrawTarget::hidden() } else { ProgressDrawTarget::stderr() });
-    bar.set_style(
-        ProgressStyle::with_template("{prefix} {bar:28} {pos}/{len} steps [{elapsed_precise} < {eta_precise}] {msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar
-}
-
 /// Fine-tunes a single-task `model` (on the autodiff `device`) on `train`,
 /// evaluating on `dev` and `test` after each epoch.
 #[allow(clippy::too_many_arguments)]
@@ -419,7 +437,7 @@ pub fn train_tasks<M: Trainee>(
     device: &Device,
     control: &RunControl,
 ) -> Result<Outcome<M>> {
-    config.check()?;
+    config.check().map_err(|e| e.within("training"))?;
     if let Some(task) = tasks.iter().find(|t| t.train.is_empty()) {
         bail!("the training split of {} is empty", task.name);
     }
@@ -436,6 +454,7 @@ pub fn train_tasks<M: Trainee>(
 
     let mut state = LoopState {
         config: config.clone(),
+        identity: control.identity.clone(),
         epoch: 0,
         batches_done: 0,
         step: 0,
@@ -451,11 +470,8 @@ pub fn train_tasks<M: Trainee>(
     };
     if let Some(latest) = control.checkpoints.map(Checkpoints::latest).transpose()?.flatten() {
         let saved: LoopState = read_json(&latest.join("state.json"))?;
-        if saved.config != *config {
-            bail!(
-                "the checkpoint in {} was made with other training settings; remove it to start over",
-                latest.display()
-            );
+        if saved.config != *config || saved.identity != control.identity {
+            bail!("the checkpoint in {} was made by a run with other settings; remove it to start over", latest.display());
         }
         load_weights(&mut model, &latest)?;
         model = model.train();
@@ -465,7 +481,7 @@ pub fn train_tasks<M: Trainee>(
             load_weights(&mut best_model, &control.checkpoints.unwrap().dir().join(best_dir(epoch)))?;
             best = Some(best_model);
         }
-        if !control.quiet {
+        if !control.quiet() {
             eprintln!("resuming from {} (step {}, epoch {})", latest.display(), saved.step, saved.epoch + 1);
         }
         state = saved;
@@ -493,10 +509,8 @@ pub fn train_tasks<M: Trainee>(
         Ok(())
     };
 
-    let bar = progress_bar(total_steps, control.quiet);
+    let bar = Progress::new(total_steps, "steps", &control.progress).log_every(steps_per_epoch / 10);
     bar.set_position(state.step);
-    let log_lines = bar.is_hidden() && !control.quiet;
-    let log_every = (steps_per_epoch / 10).max(1);
     let session_start = Instant::now();
     let session_tokens_start = state.train_tokens + state.epoch_tokens;
     let mut diverged = None;
@@ -514,15 +528,14 @@ pub fn train_tasks<M: Trainee>(
             let loss = model.loss(*task, tasks[*task].train, idx, device);
             let loss_value = loss.clone().into_scalar::<f32>() as f64;
             if !loss_value.is_finite() || loss_value > config.divergence_loss {
-                diverged = Some(format!(
-                    "training loss {loss_value} at step {} (epoch {}, batch {})",
-                    state.step + 1,
-                    epoch + 1,
-                    b + 1
-                ));
+                diverged = Some(format!("training loss {loss_value} at step {} (epoch {}, batch {})", state.step + 1, epoch + 1, b + 1));
                 break 'epochs;
             }
-            let loss = if config.grad_accum > 1 { loss.div_scalar(config.grad_accum as f64) } else { loss };
+            // The mean over the micro-batches of this optimizer step; the last
+            // group of an epoch may have fewer than `grad_accum` of them.
+            let group_start = b / config.grad_accum * config.grad_accum;
+            let group_len = config.grad_accum.min(plan.len() - group_start);
+            let loss = if group_len > 1 { loss.div_scalar(group_len as f64) } else { loss };
             accumulator.accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
             pending += 1;
             state.micro_step += 1;
@@ -544,18 +557,7 @@ pub fn train_tasks<M: Trainee>(
             let session_tokens = state.train_tokens + state.epoch_tokens - session_tokens_start;
             let rate = session_tokens as f64 / session_start.elapsed().as_secs_f64().max(1e-9);
             let message = format!("loss {loss_value:.4} lr {lr:.2e} {rate:.0} tok/s");
-            bar.set_position(state.step);
-            bar.set_message(message.clone());
-            if log_lines && (state.step.is_multiple_of(log_every) || b + 1 == plan.len()) {
-                eprintln!(
-                    "epoch {}/{} step {}/{} {message} elapsed {:.0} s",
-                    epoch + 1,
-                    config.epochs,
-                    state.step,
-                    total_steps,
-                    session_start.elapsed().as_secs_f64()
-                );
-            }
+            bar.update(state.step, message);
             let stop = control.stop_after_steps == Some(state.step);
             if stop || config.checkpoint_every.is_some_and(|n| state.step.is_multiple_of(n)) {
                 save(&state, &model, &optim, false)?;
@@ -600,11 +602,7 @@ pub fn train_tasks<M: Trainee>(
             record.train_seconds,
             record.eval_seconds
         );
-        if log_lines {
-            eprintln!("{line}");
-        } else {
-            bar.println(line);
-        }
+        bar.println(line);
         let improved = match state.best_epoch {
             None => true,
             Some(b) => record.dev_error < state.curve[b - 1].dev_error || state.curve[b - 1].dev_error.is_nan(),
@@ -624,7 +622,7 @@ pub fn train_tasks<M: Trainee>(
         state.epoch_seconds = 0.0;
         save(&state, &model, &optim, improved)?;
     }
-    bar.finish_and_clear();
+    bar.finish();
     if diverged.is_some() {
         state.train_tokens += state.epoch_tokens;
         state.train_seconds += state.epoch_seconds;

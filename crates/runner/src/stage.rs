@@ -1,0 +1,60 @@
+//! Stages that runs build on (multi-task fine-tuning, further pre-training),
+//! cached by the identity of their own settings under
+//! `$BERTFIT_CACHE/stages/KIND/ID/` and shared by every run and experiment
+//! that needs the same one. A stage checkpoints into its folder while it
+//! trains, so a killed stage resumes; a finished one holds `model/` and
+//! `metrics.json`, written last.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use bertfit_data::assets::cache_dir;
+use bertfit_train::Checkpoints;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub struct Stage {
+    pub dir: PathBuf,
+}
+
+impl Stage {
+    /// The folder of stage `kind` (`multitask`, `pretrain`) with this identity.
+    pub fn new(kind: &str, identity: &str) -> Self {
+        Self { dir: cache_dir().join("stages").join(kind).join(identity) }
+    }
+
+    pub fn model_dir(&self) -> PathBuf {
+        self.dir.join("model")
+    }
+
+    pub fn checkpoints(&self) -> Checkpoints {
+        Checkpoints::new(&self.dir.join("checkpoints"))
+    }
+
+    /// The finished stage's metrics, if it is finished.
+    pub fn finished<M: DeserializeOwned>(&self) -> Result<Option<M>> {
+        let path = self.dir.join("metrics.json");
+        if !path.is_file() || !self.model_dir().is_dir() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        Ok(Some(serde_json::from_str(&text).with_context(|| format!("{} is not a stage result", path.display()))?))
+    }
+
+    /// Marks the stage finished with `metrics` (its model already in `model_dir`), atomically.
+    pub fn finish<M: Serialize>(&self, metrics: &M) -> Result<()> {
+        write_atomic(&self.dir.join("metrics.json"), &(serde_json::to_string_pretty(metrics)? + "\n"))?;
+        self.checkpoints().clear()
+    }
+}
+
+/// Writes `text` to `path` through a temporary name and a rename: a reader
+/// (or a kill) never sees half a file.
+pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    let tmp = path.with_extension(format!("partial-{}", std::process::id()));
+    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
