@@ -23,6 +23,9 @@ pub struct BertInput {
     pub input_ids: Tensor<2, Int>,
     pub attention_mask: Tensor<2, Int>,
     pub token_type_ids: Option<Tensor<2, Int>>,
+    /// Whether any position is padding (known on the host when the batch is
+    /// built): without padding the encoder needs no attention mask at all.
+    pub padded: bool,
 }
 
 /// Hidden state of every layer: `hidden_states[0]` is the embeddings output,
@@ -36,7 +39,8 @@ impl BertInput {
     /// Builds the tensors from row-major ids and mask of shape [batch, len].
     pub fn from_ids(input_ids: Vec<i64>, attention_mask: Vec<i64>, shape: [usize; 2], device: &Device) -> Self {
         let tensor = |values: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(values, shape), device);
-        Self { input_ids: tensor(input_ids), attention_mask: tensor(attention_mask), token_type_ids: None }
+        let padded = attention_mask.contains(&0);
+        Self { input_ids: tensor(input_ids), attention_mask: tensor(attention_mask), token_type_ids: None, padded }
     }
 }
 
@@ -125,8 +129,8 @@ impl BertSelfAttention {
 
     /// `x`: [batch, len, hidden]; `mask_bias`: [batch, heads, len, len], added to
     /// the scores: 0, or the lowest f32 where the key is padding (as HF's
-    /// extended attention mask).
-    pub fn forward(&self, x: Tensor<3>, mask_bias: Tensor<4>) -> Tensor<3> {
+    /// extended attention mask); `None` when no position is padding.
+    pub fn forward(&self, x: Tensor<3>, mask_bias: Option<Tensor<4>>) -> Tensor<3> {
         let [batch, len, hidden] = x.dims();
         let heads = self.num_heads;
         let head_dim = hidden / heads;
@@ -139,14 +143,19 @@ impl BertSelfAttention {
             // Dropout on the attention probabilities (HF applies it there), which the
             // fused kernel does not support.
             let scale = (head_dim as f64).powf(-0.5);
-            let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale) + mask_bias;
+            let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale);
+            let scores = match mask_bias {
+                Some(bias) => scores + bias,
+                None => scores,
+            };
             let probs = self.dropout.forward(softmax(scores, 3));
             probs.matmul(v)
         } else {
             // The mask goes in as an additive bias, not a boolean mask: burn-tch
             // 0.22.1 hands a boolean mask to torch's SDPA, which reads true as
-            // "attend", the opposite of burn's convention (true = masked).
-            attention(q, k, v, None, Some(mask_bias), AttentionModuleOptions::default())
+            // "attend", the opposite of burn's convention (true = masked). With
+            // no mask at all, burn-tch takes torch's fused SDPA.
+            attention(q, k, v, None, mask_bias, AttentionModuleOptions::default())
         };
         context.swap_dims(1, 2).reshape([batch, len, hidden])
     }
@@ -193,7 +202,7 @@ impl BertAttention {
         Self { self_attention: BertSelfAttention::new(config, device), output: BertSelfOutput::new(config.hidden_size, config, device) }
     }
 
-    pub fn forward(&self, x: Tensor<3>, mask_bias: Tensor<4>) -> Tensor<3> {
+    pub fn forward(&self, x: Tensor<3>, mask_bias: Option<Tensor<4>>) -> Tensor<3> {
         let attended = self.self_attention.forward(x.clone(), mask_bias);
         self.output.forward(attended, x)
     }
@@ -261,7 +270,7 @@ impl BertLayer {
         }
     }
 
-    pub fn forward(&self, x: Tensor<3>, mask_bias: Tensor<4>) -> Tensor<3> {
+    pub fn forward(&self, x: Tensor<3>, mask_bias: Option<Tensor<4>>) -> Tensor<3> {
         let attended = self.attention.forward(x, mask_bias);
         let expanded = self.intermediate.forward(attended.clone());
         self.output.forward(expanded, attended)
@@ -320,9 +329,11 @@ impl BertModel {
     pub fn forward(&self, input: BertInput) -> EncoderOutput {
         let [batch, len] = input.input_ids.dims();
         let heads = self.encoder.layer.first().map(|l| l.attention.self_attention.num_heads).unwrap_or(1);
-        // Lowest f32 where the key position is padding, 0 elsewhere, as [batch, heads, query, key].
-        let mask_bias =
-            input.attention_mask.equal_elem(0).float().mul_scalar(f32::MIN).reshape([batch, 1, 1, len]).expand([batch, heads, len, len]);
+        // Lowest f32 where the key position is padding, 0 elsewhere, as [batch,
+        // heads, query, key]; no mask when the batch has no padding.
+        let mask_bias = input.padded.then(|| {
+            input.attention_mask.equal_elem(0).float().mul_scalar(f32::MIN).reshape([batch, 1, 1, len]).expand([batch, heads, len, len])
+        });
         let mut x = self.embeddings.forward(input.input_ids, input.token_type_ids);
         let mut hidden_states = Vec::with_capacity(self.encoder.layer.len() + 1);
         hidden_states.push(x.clone());
