@@ -56,18 +56,27 @@ def measure(model_dir: str, task: str, batch: int, seq_len: int, steps: int) -> 
     optim = torch.optim.AdamW(groups, lr=2e-5, eps=1e-6)
     model.train()
 
-    def step():
+    phases = [0.0, 0.0, 0.0]
+
+    def step(phases):
+        t0 = time.perf_counter()
         out = model(input_ids=ids, attention_mask=mask, labels=labels)
+        loss = out.loss.item()
+        t1 = time.perf_counter()
         out.loss.backward()
+        t2 = time.perf_counter()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optim.step()
         optim.zero_grad()
-        return out.loss.item()
+        t3 = time.perf_counter()
+        for i, d in enumerate((t1 - t0, t2 - t1, t3 - t2)):
+            phases[i] += d
+        return loss
 
-    step()
+    step([0.0, 0.0, 0.0])
     start = time.perf_counter()
     for _ in range(steps):
-        step()
+        step(phases)
     train_secs = time.perf_counter() - start
 
     model.eval()
@@ -86,6 +95,7 @@ def measure(model_dir: str, task: str, batch: int, seq_len: int, steps: int) -> 
         "train_tokens_per_s": tokens * steps / train_secs,
         "infer_tokens_per_s": tokens * steps * 2 / infer_secs,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "phase_ms": [1000.0 * p / steps for p in phases] if task == "classify" else None,
     }
 
 

@@ -63,6 +63,10 @@ pub struct Measurement {
     pub train_tokens_per_s: f64,
     pub infer_tokens_per_s: f64,
     pub peak_rss_mb: f64,
+    /// Milliseconds per timed training step in forward (with the loss),
+    /// backward, and the optimizer update (clipping included).
+    #[serde(default)]
+    pub phase_ms: Option<[f64; 3]>,
 }
 
 fn classify() -> String {
@@ -153,6 +157,7 @@ fn mlm_worker(args: &BenchArgs, backend: Backend, seq_len: usize) -> Result<Meas
         train_tokens_per_s: tokens * args.steps as f64 / train_secs,
         infer_tokens_per_s: tokens * infer_steps as f64 / infer_secs,
         peak_rss_mb: peak_rss_mb(),
+        phase_ms: None,
     })
 }
 
@@ -167,19 +172,28 @@ fn worker(args: &BenchArgs, backend: Backend, seq_len: usize) -> Result<Measurem
     let input = |device| BertInput::from_ids(ids.clone(), vec![1; batch * seq_len], [batch, seq_len], device);
     let labels = Tensor::<1, Int>::from_data(TensorData::new((0..batch as i64).map(|i| i % 2).collect::<Vec<_>>(), [batch]), &train_device);
     let mut optim = AdamW::new(OptimizerConfig::default());
-    let mut train_step = |model: BertForSequenceClassification| {
+    let mut phases = [0.0f64; 3];
+    let mut train_step = |model: BertForSequenceClassification, phases: &mut [f64; 3]| {
+        let start = Instant::now();
         let logits = model.forward(input(&train_device));
         let loss = cross_entropy(logits, labels.clone());
+        let _loss: f32 = loss.clone().into_scalar();
+        let forward = Instant::now();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
+        device.sync().ok();
+        let backward = Instant::now();
         let (model, _) = optim.step(model, grads, 2e-5, &|_| 1.0);
-        let _loss: f32 = loss.into_scalar();
+        device.sync().ok();
+        phases[0] += (forward - start).as_secs_f64();
+        phases[1] += (backward - forward).as_secs_f64();
+        phases[2] += backward.elapsed().as_secs_f64();
         model
     };
-    model = train_step(model); // warm-up: allocations, kernel selection
+    model = train_step(model, &mut [0.0; 3]); // warm-up: allocations, kernel selection
     device.sync().ok();
     let start = Instant::now();
     for _ in 0..args.steps {
-        model = train_step(model);
+        model = train_step(model, &mut phases);
     }
     device.sync().ok();
     let train_secs = start.elapsed().as_secs_f64();
@@ -205,6 +219,7 @@ fn worker(args: &BenchArgs, backend: Backend, seq_len: usize) -> Result<Measurem
         train_tokens_per_s: tokens * args.steps as f64 / train_secs,
         infer_tokens_per_s: tokens * infer_steps as f64 / infer_secs,
         peak_rss_mb: peak_rss_mb(),
+        phase_ms: Some(phases.map(|p| 1000.0 * p / args.steps as f64)),
     })
 }
 
@@ -318,6 +333,16 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 ratio(m.infer_tokens_per_s, r.map(|r| r.infer_tokens_per_s)),
                 m.peak_rss_mb
             ));
+        }
+    }
+    let mut phased: Vec<&Measurement> =
+        pytorch.iter().flat_map(|p| p.results.iter()).chain(&rows).filter(|m| m.task == "classify" && m.phase_ms.is_some()).collect();
+    phased.sort_by_key(|m| (m.seq_len, m.backend != "pytorch"));
+    if !phased.is_empty() {
+        table.push_str("\nWhere a training step's time goes (`classify`; milliseconds per step):\n\n| backend | seq | forward + loss | backward | optimizer (AdamW, clipping) | optimizer share |\n|---|---|---|---|---|---|\n");
+        for m in phased {
+            let [f, b, o] = m.phase_ms.expect("filtered");
+            table.push_str(&format!("| {} | {} | {f:.0} | {b:.0} | {o:.0} | {:.0}% |\n", m.backend, m.seq_len, 100.0 * o / (f + b + o)));
         }
     }
     if pytorch.is_none() {
