@@ -84,6 +84,25 @@ pub fn markdown(report: &Report) -> String {
     if !data_lines.is_empty() {
         let _ = writeln!(md, "- **Data**: {}", data_lines.join("; "));
     }
+    let capped: Vec<String> = grid
+        .rows
+        .iter()
+        .enumerate()
+        .flat_map(|(r, row)| {
+            grid.columns.iter().enumerate().filter_map(move |(c, column)| {
+                let run = report.runs(r, c).first().filter(|m| m.capped.iter().any(|&n| n > 0))?;
+                let [train, dev, test] = run.capped;
+                let at = if grid.columns.len() > 1 { format!(" / {}", column.label) } else { String::new() };
+                Some(format!(
+                    "{}{at}: {train} of {} train, {dev} of {} dev, {test} of {} test",
+                    row.label, run.sizes.train, run.sizes.dev, run.sizes.test
+                ))
+            })
+        })
+        .collect();
+    if !capped.is_empty() {
+        let _ = writeln!(md, "- **Documents over `max_chunks`** (first and last chunks kept): {}", capped.join("; "));
+    }
     let backends: BTreeSet<&str> = runs.iter().map(|r| r.backend.as_str()).collect();
     let commits: BTreeSet<&str> = runs.iter().map(|r| r.commit.as_str()).collect();
     let seeds = grid.seeds.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ");
