@@ -51,10 +51,10 @@ test: torch
     {{tch_env}} cargo clippy --release --workspace --all-targets --features {{all_backends}} -- -D warnings
     BERTFIT_PYTHON={{venv}}/bin/python {{tch_env}} cargo test --release --workspace --features {{all_backends}}
 
-# Throughput against HF transformers on the same shapes and thread count.
-bench: build-all
-    {{venv}}/bin/python tools/bench_pytorch.py "$({{bin}} model-dir)"
-    {{bin}} bench
+# Throughput against HF transformers on the same shapes and thread count, measured in
+# the same sitting (alternating rounds, medians) into results/bench/bench.md.
+bench *ARGS: build-all
+    {{bin}} bench --python {{venv}}/bin/python {{ARGS}}
 
 # Regenerate the HF parity fixture (tests/fixtures/minilm_parity.*).
 fixtures: torch build

@@ -7,7 +7,11 @@ as `bertfit bench`: `classify` (BertForSequenceClassification, 2 labels) and
 `mlm` (BertForMaskedLM with labels at 15% of the positions, at most 20 a
 sequence, the same positions as the Rust bench; HF projects every position
 onto the vocabulary and ignores the unlabelled ones). Same synthetic inputs,
-batch and thread count as the Rust bench. Writes results/bench/pytorch.json.
+batch and thread count as the Rust bench.
+
+`bertfit bench --python PYTHON` runs this script's worker itself, one case per
+process, alternating with its own backends in the same sitting; run alone, it
+prints PyTorch's figures for every case.
 
 Usage: python tools/bench_pytorch.py MODEL_DIR [--batch 16] [--seq-lens 32,128,512]
        [--mlm-batch 32] [--mlm-seq-lens 128] [--steps 5]
@@ -19,7 +23,6 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import torch
 
@@ -108,7 +111,6 @@ def main() -> None:
     parser.add_argument("--mlm-seq-lens", default="128")
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--out", default="results/bench/pytorch.json")
     args = parser.parse_args()
     threads = os.cpu_count() or 1
     torch.set_num_threads(threads)
@@ -118,22 +120,15 @@ def main() -> None:
         return
     cases = [("classify", args.batch, int(s)) for s in args.seq_lens.split(",") if s]
     cases += [("mlm", args.mlm_batch, int(s)) for s in args.mlm_seq_lens.split(",") if s]
-    results = []
     for task, batch, seq_len in cases:
-        print(f"pytorch: {task}, batch {batch}, seq {seq_len} ...", file=sys.stderr)
         # One process per case, so that peak memory is its own (as in the Rust bench).
         out = subprocess.run(
             [sys.executable, __file__, args.model_dir, "--steps", str(args.steps), "--worker", f"{task}@{batch}@{seq_len}"],
             check=True, capture_output=True, text=True,
         ).stdout
-        results.append(json.loads(out.strip().splitlines()[-1]))
-    report = {"threads": threads, "torch": torch.__version__, "results": results}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
-    for r in results:
-        print(f"pytorch {r['task']} batch {r['batch']} seq {r['seq_len']}: train {r['train_tokens_per_s']:.0f} tok/s, "
+        r = json.loads(out.strip().splitlines()[-1])
+        print(f"pytorch {torch.__version__} {r['task']} batch {r['batch']} seq {r['seq_len']}: train {r['train_tokens_per_s']:.0f} tok/s, "
               f"inference {r['infer_tokens_per_s']:.0f} tok/s, peak {r['peak_rss_mb']:.0f} MiB")
-
 
 if __name__ == "__main__":
     main()

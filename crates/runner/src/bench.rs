@@ -1,14 +1,16 @@
 //! `bertfit bench`: training tokens/s (forward + backward + AdamW), inference
 //! tokens/s and peak memory for each compiled backend, beside HF transformers
-//! on the same shapes (`tools/bench_pytorch.py`). Two tasks: `classify` (a
+//! on the same shapes (`tools/bench_pytorch.py`, run by the bench itself in the
+//! same sitting: rounds alternate the two sides case by case, and the table
+//! gives medians, since PyTorch's own figure moves with the machine's load). Two tasks: `classify` (a
 //! 2-class head, batch 16 at several lengths) and `mlm` (masked LM, batch 32
 //! at 128 tokens, 15% of the tokens masked, at most 20 a sequence: the paper's
 //! further pre-training).
 //!
-//! Each (backend, length) runs in a child process so that its peak resident
+//! Each (side, case, round) runs in a child process so that its peak resident
 //! memory is its own.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
@@ -41,9 +43,17 @@ pub struct BenchArgs {
     /// Timed training steps (after one untimed warm-up step).
     #[arg(long, default_value_t = 5)]
     pub steps: usize,
-    /// HF transformers numbers written by tools/bench_pytorch.py.
-    #[arg(long, default_value = "results/bench/pytorch.json")]
-    pub pytorch: PathBuf,
+    /// Rounds: each runs every case on every side (PyTorch first), so that the
+    /// two sides see the same load; the table gives the medians.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// A Python with torch and transformers: measures HF transformers on the
+    /// same shapes in the same sitting (no PyTorch column without it).
+    #[arg(long, value_name = "PYTHON")]
+    pub python: Option<PathBuf>,
+    /// The PyTorch side's worker.
+    #[arg(long, default_value = "tools/bench_pytorch.py")]
+    pub pytorch_script: PathBuf,
     /// Where the Markdown table goes.
     #[arg(long, default_value = "results/bench/bench.md")]
     pub out: PathBuf,
@@ -223,14 +233,6 @@ fn worker(args: &BenchArgs, backend: Backend, seq_len: usize) -> Result<Measurem
     })
 }
 
-/// HF transformers figures, keyed by sequence length.
-#[derive(Debug, Deserialize)]
-struct PytorchResults {
-    threads: usize,
-    torch: String,
-    results: Vec<Measurement>,
-}
-
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -238,6 +240,66 @@ fn machine() -> String {
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     format!("{cores} cores, {cpu}")
+}
+
+/// One child process: a Rust backend (`bertfit bench --worker`) or PyTorch
+/// (`tools/bench_pytorch.py --worker`) on one case.
+fn measure_in_child(args: &BenchArgs, model_dir: &Path, side: &str, (task, batch, len): Case) -> Result<Measurement> {
+    let mut cmd = if side == PYTORCH {
+        let python = args.python.as_ref().expect("PyTorch side only with --python");
+        let mut cmd = Command::new(python);
+        cmd.arg(&args.pytorch_script).arg(model_dir).args(["--worker", &format!("{task}@{batch}@{len}")]);
+        cmd
+    } else {
+        let mut cmd = Command::new(std::env::current_exe()?);
+        cmd.args(["bench", "--worker", &format!("{task}@{side}@{len}")]).arg("--model").arg(model_dir).args([
+            "--batch",
+            &args.batch.to_string(),
+            "--mlm-batch",
+            &args.mlm_batch.to_string(),
+        ]);
+        cmd
+    };
+    let out = cmd.args(["--steps", &args.steps.to_string()]).output().with_context(|| format!("cannot start the {side} bench worker"))?;
+    if !out.status.success() {
+        bail!("bench of {task} on {side} at seq {len} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    let last = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().to_string();
+    serde_json::from_str(&last).with_context(|| format!("bad output from the {side} bench worker: {last}"))
+}
+
+const PYTORCH: &str = "pytorch";
+
+/// (task, batch, sequence length).
+type Case<'a> = (&'a str, usize, usize);
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 { values[n / 2] } else { (values[n / 2 - 1] + values[n / 2]) / 2.0 }
+}
+
+/// The medians of one side's rounds on one case (peak memory: the largest).
+fn summarize(rounds: &[Measurement]) -> Measurement {
+    let first = &rounds[0];
+    let phase = |i: usize| median(rounds.iter().filter_map(|m| m.phase_ms.map(|p| p[i])).collect());
+    Measurement {
+        task: first.task.clone(),
+        backend: first.backend.clone(),
+        seq_len: first.seq_len,
+        batch: first.batch,
+        train_tokens_per_s: median(rounds.iter().map(|m| m.train_tokens_per_s).collect()),
+        infer_tokens_per_s: median(rounds.iter().map(|m| m.infer_tokens_per_s).collect()),
+        peak_rss_mb: rounds.iter().map(|m| m.peak_rss_mb).fold(f64::NAN, f64::max),
+        phase_ms: first.phase_ms.map(|_| [phase(0), phase(1), phase(2)]),
+    }
+}
+
+/// "min-max" of a figure over the rounds.
+fn spread(rounds: &[Measurement], figure: impl Fn(&Measurement) -> f64) -> String {
+    let values: Vec<f64> = rounds.iter().map(figure).collect();
+    let (lo, hi) = values.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    format!("{lo:.0}-{hi:.0}")
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -253,46 +315,48 @@ pub fn run(args: BenchArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&m)?);
         return Ok(());
     }
+    if args.rounds == 0 {
+        bail!("--rounds must be at least 1");
+    }
     // Fetch the default model once, before the children start.
-    ModelArgs { model: args.model.clone(), backend: Backend::Flex }.model_dir()?;
+    let model_dir = ModelArgs { model: args.model.clone(), backend: Backend::Flex }.model_dir()?;
     let backends = if args.backends.is_empty() { Backend::available() } else { args.backends.clone() };
     for b in &backends {
         b.device()?; // a backend not compiled in fails here, before any work
     }
-    let pytorch: Option<PytorchResults> = std::fs::read_to_string(&args.pytorch)
-        .ok()
-        .map(|s| serde_json::from_str(&s))
-        .transpose()
-        .with_context(|| format!("cannot parse {}", args.pytorch.display()))?;
-    let exe = std::env::current_exe()?;
-    let mut rows = Vec::new();
-    let cases: Vec<(&str, usize, usize)> = args
+    let torch_version = match &args.python {
+        None => None,
+        Some(python) => {
+            if !args.pytorch_script.is_file() {
+                bail!("{} not found (--pytorch-script; run the bench from the checkout's root)", args.pytorch_script.display());
+            }
+            let out = Command::new(python)
+                .args(["-c", "import torch, transformers; print(torch.__version__)"])
+                .output()
+                .with_context(|| format!("cannot run {}", python.display()))?;
+            if !out.status.success() {
+                bail!("{} has no torch and transformers: {}", python.display(), String::from_utf8_lossy(&out.stderr).trim());
+            }
+            Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        }
+    };
+    let sides: Vec<String> = torch_version.iter().map(|_| PYTORCH.to_string()).chain(backends.iter().map(|b| b.to_string())).collect();
+    let cases: Vec<Case> = args
         .seq_lens
         .iter()
         .map(|&len| ("classify", args.batch, len))
         .chain(args.mlm_seq_lens.iter().map(|&len| ("mlm", args.mlm_batch, len)))
         .collect();
-    for backend in &backends {
-        for &(task, batch, len) in &cases {
-            eprintln!("bench: {task}, {backend}, batch {batch}, seq {len} ...");
-            let mut cmd = Command::new(&exe);
-            cmd.args(["bench", "--worker", &format!("{task}@{backend}@{len}")]).args([
-                "--batch",
-                &args.batch.to_string(),
-                "--mlm-batch",
-                &args.mlm_batch.to_string(),
-                "--steps",
-                &args.steps.to_string(),
-            ]);
-            if let Some(m) = &args.model {
-                cmd.arg("--model").arg(m);
+    let mut measured: Vec<Vec<Measurement>> = vec![Vec::new(); cases.len() * sides.len()];
+    for round in 1..=args.rounds {
+        for (c, &case) in cases.iter().enumerate() {
+            for (s, side) in sides.iter().enumerate() {
+                let (task, batch, len) = case;
+                eprintln!("bench round {round}/{}: {task}, {side}, batch {batch}, seq {len} ...", args.rounds);
+                let m = measure_in_child(&args, &model_dir, side, case)?;
+                eprintln!("  train {:.0} tokens/s, inference {:.0} tokens/s", m.train_tokens_per_s, m.infer_tokens_per_s);
+                measured[c * sides.len() + s].push(m);
             }
-            let out = cmd.output().context("cannot start bench worker")?;
-            if !out.status.success() {
-                bail!("bench of {task} on {backend} at seq {len} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
-            }
-            let m: Measurement = serde_json::from_slice(&out.stdout).context("bad worker output")?;
-            rows.push(m);
         }
     }
     let mut table = String::new();
@@ -305,48 +369,46 @@ pub fn run(args: BenchArgs) -> Result<()> {
         args.batch,
         args.mlm_batch,
     ));
-    if let Some(p) = &pytorch {
-        table.push_str(&format!("PyTorch: HF transformers on torch {}, {} threads (tools/bench_pytorch.py).\n", p.torch, p.threads));
+    match &torch_version {
+        Some(v) => table.push_str(&format!(
+            "PyTorch: HF transformers on torch {v}, as many threads as cores (tools/bench_pytorch.py), measured in the same sitting: {} rounds, each running every case on PyTorch and then on each backend; figures are medians over the rounds (min-max beside tokens/s), peak RSS the largest.\n",
+            args.rounds
+        )),
+        None => table.push_str(&format!("No PyTorch column (`--python` not given). Figures are medians over {} rounds.\n", args.rounds)),
     }
     table.push_str(
         "\n| task | backend | batch | seq | train tokens/s | × PyTorch | inference tokens/s | × PyTorch | peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|\n",
     );
-    let reference = |task: &str, batch: usize, len: usize| {
-        pytorch.as_ref().and_then(|p| p.results.iter().find(|r| r.task == task && r.seq_len == len && r.batch == batch))
-    };
-    for &(task, batch, len) in &cases {
-        if let Some(r) = reference(task, batch, len) {
-            table.push_str(&format!(
-                "| {task} | pytorch | {batch} | {len} | {:.0} | 1.00 | {:.0} | 1.00 | {:.0} |\n",
-                r.train_tokens_per_s, r.infer_tokens_per_s, r.peak_rss_mb
-            ));
-        }
-        for m in rows.iter().filter(|m| m.task == task && m.seq_len == len && m.batch == batch) {
+    let mut phased = Vec::new();
+    for (c, &(task, batch, len)) in cases.iter().enumerate() {
+        let reference = torch_version.as_ref().map(|_| summarize(&measured[c * sides.len()]));
+        for (s, _) in sides.iter().enumerate() {
+            let rounds = &measured[c * sides.len() + s];
+            let m = summarize(rounds);
             let ratio = |ours: f64, theirs: Option<f64>| theirs.map(|t| format!("{:.2}", ours / t)).unwrap_or_else(|| "-".into());
-            let r = reference(task, batch, len);
             table.push_str(&format!(
-                "| {task} | {} | {batch} | {len} | {:.0} | {} | {:.0} | {} | {:.0} |\n",
+                "| {task} | {} | {batch} | {len} | {:.0} ({}) | {} | {:.0} ({}) | {} | {:.0} |\n",
                 m.backend,
                 m.train_tokens_per_s,
-                ratio(m.train_tokens_per_s, r.map(|r| r.train_tokens_per_s)),
+                spread(rounds, |m| m.train_tokens_per_s),
+                ratio(m.train_tokens_per_s, reference.as_ref().map(|r| r.train_tokens_per_s)),
                 m.infer_tokens_per_s,
-                ratio(m.infer_tokens_per_s, r.map(|r| r.infer_tokens_per_s)),
+                spread(rounds, |m| m.infer_tokens_per_s),
+                ratio(m.infer_tokens_per_s, reference.as_ref().map(|r| r.infer_tokens_per_s)),
                 m.peak_rss_mb
             ));
+            if m.phase_ms.is_some() {
+                phased.push(m);
+            }
         }
     }
-    let mut phased: Vec<&Measurement> =
-        pytorch.iter().flat_map(|p| p.results.iter()).chain(&rows).filter(|m| m.task == "classify" && m.phase_ms.is_some()).collect();
-    phased.sort_by_key(|m| (m.seq_len, m.backend != "pytorch"));
     if !phased.is_empty() {
-        table.push_str("\nWhere a training step's time goes (`classify`; milliseconds per step):\n\n| backend | seq | forward + loss | backward | optimizer (AdamW, clipping) | optimizer share |\n|---|---|---|---|---|---|\n");
+        phased.sort_by_key(|m| (m.seq_len, m.backend != PYTORCH));
+        table.push_str("\nWhere a training step's time goes (`classify`; milliseconds per step, medians):\n\n| backend | seq | forward + loss | backward | optimizer (AdamW, clipping) | optimizer share |\n|---|---|---|---|---|---|\n");
         for m in phased {
             let [f, b, o] = m.phase_ms.expect("filtered");
             table.push_str(&format!("| {} | {} | {f:.0} | {b:.0} | {o:.0} | {:.0}% |\n", m.backend, m.seq_len, 100.0 * o / (f + b + o)));
         }
-    }
-    if pytorch.is_none() {
-        table.push_str(&format!("\n(no PyTorch reference: run tools/bench_pytorch.py to write {})\n", args.pytorch.display()));
     }
     print!("{table}");
     if let Some(parent) = args.out.parent() {

@@ -346,18 +346,25 @@ mod tests {
         RunConfig::from_file(&path)
     }
 
+    /// `experiments/runs/pretrain-*.toml` are `bertfit pretrain` runs; the rest are `bertfit finetune` runs.
     #[test]
     fn the_run_files_in_the_repository_parse() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/runs");
-        let mut seen = 0;
+        let (mut finetune, mut pretrain) = (0, 0);
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "toml") {
+            if path.extension().is_none_or(|e| e != "toml") {
+                continue;
+            }
+            if path.file_name().unwrap().to_string_lossy().starts_with("pretrain-") {
+                let _: crate::pretrain::PretrainRunConfig = bertfit_data::catalogue::read_toml(&path).unwrap();
+                pretrain += 1;
+            } else {
                 RunConfig::from_file(&path).unwrap();
-                seen += 1;
+                finetune += 1;
             }
         }
-        assert!(seen > 0);
+        assert!(finetune > 0 && pretrain > 0, "{finetune} fine-tuning and {pretrain} pre-training run files");
     }
 
     #[test]

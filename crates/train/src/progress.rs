@@ -3,6 +3,7 @@
 //! when quiet. Fine-tuning, pre-training and the experiment runner's grid use it;
 //! a run's bar sits beneath the grid's when both are shown.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -26,6 +27,8 @@ pub struct Progress {
     log_every: u64,
     total: u64,
     start: Instant,
+    /// Where this process started counting (a resumed run starts past 0).
+    first: AtomicU64,
 }
 
 impl Progress {
@@ -50,7 +53,7 @@ impl Progress {
             .expect("valid template")
             .progress_chars("=> "),
         );
-        Self { bar, log_lines, log_every: (total / 10).max(1), total, start: Instant::now() }
+        Self { bar, log_lines, log_every: (total / 10).max(1), total, start: Instant::now(), first: AtomicU64::new(0) }
     }
 
     /// Log a line every `n` positions when off a terminal (default: a tenth of the total).
@@ -80,9 +83,10 @@ impl Progress {
         self.bar.set_message(message);
     }
 
+    /// From this process's own pace: steps a resumed run skipped took no time here.
     fn eta_seconds(&self, position: u64) -> Option<f64> {
-        (position > 0 && position < self.total)
-            .then(|| self.start.elapsed().as_secs_f64() / position as f64 * (self.total - position) as f64)
+        let done = position.saturating_sub(self.first.load(Ordering::Relaxed));
+        (done > 0 && position < self.total).then(|| self.start.elapsed().as_secs_f64() / done as f64 * (self.total - position) as f64)
     }
 
     /// A line above the bar (or a log line).
@@ -97,6 +101,8 @@ impl Progress {
     /// The position the bar starts from (a resumed run).
     pub fn set_position(&self, position: u64) {
         self.bar.set_position(position);
+        self.bar.reset_eta();
+        self.first.store(position, Ordering::Relaxed);
     }
 
     pub fn finish(&self) {
