@@ -60,27 +60,35 @@ pub fn markdown(report: &Report) -> String {
     let set_models: BTreeSet<String> =
         grid.cells.iter().filter_map(|c| c.config.as_ref()).map(|c| model_label(c.model.as_deref())).collect();
     let _ = writeln!(md, "- **Model**: {}", if models.is_empty() { set_models } else { models }.into_iter().collect::<Vec<_>>().join("; "));
-    let mut data_lines = Vec::new();
-    for (c, column) in grid.columns.iter().enumerate() {
-        let mut seen = BTreeSet::new();
-        for r in 0..grid.rows.len() {
-            for run in report.runs(r, c) {
-                let p = &run.dataset;
-                let carved = p.test_carved.map(|f| format!(", test carved from train ({:.0}%)", 100.0 * f)).unwrap_or_default();
-                let line = format!(
-                    "{} = `{}`: train {} / dev {} / test {} (split seed {}{carved})",
-                    column.label,
-                    p.dataset,
-                    thousands(run.sizes.train),
-                    thousands(run.sizes.dev),
-                    thousands(run.sizes.test),
-                    p.split_seed
-                );
-                seen.insert(line);
-            }
-        }
-        data_lines.extend(seen);
-    }
+    // Each column's data; said once when every column has the same (an axis that is not the dataset).
+    let per_column: Vec<BTreeSet<String>> = (0..grid.columns.len())
+        .map(|c| {
+            (0..grid.rows.len())
+                .flat_map(|r| report.runs(r, c))
+                .map(|run| {
+                    let p = &run.dataset;
+                    let carved = p.test_carved.map(|f| format!(", test carved from train ({:.0}%)", 100.0 * f)).unwrap_or_default();
+                    format!(
+                        "`{}`: train {} / dev {} / test {} (split seed {}{carved})",
+                        p.dataset,
+                        thousands(run.sizes.train),
+                        thousands(run.sizes.dev),
+                        thousands(run.sizes.test),
+                        p.split_seed
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    let data_lines: Vec<String> = if per_column.windows(2).all(|w| w[0] == w[1]) {
+        per_column.first().map(|d| d.iter().cloned().collect()).unwrap_or_default()
+    } else {
+        grid.columns
+            .iter()
+            .zip(&per_column)
+            .flat_map(|(column, d)| d.iter().map(move |line| format!("{} = {line}", column.label)))
+            .collect()
+    };
     if !data_lines.is_empty() {
         let _ = writeln!(md, "- **Data**: {}", data_lines.join("; "));
     }
