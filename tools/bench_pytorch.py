@@ -33,6 +33,17 @@ def mlm_positions(seq_len: int) -> list:
     return [1 + k * (seq_len - 1) // n for k in range(n)]
 
 
+def perf_control(command: str) -> None:
+    """As `bertfit bench`: `enable` / `disable` to `perf record --control fifo:CTL,ACK`
+    when BERTFIT_PERF_CTL and BERTFIT_PERF_ACK name its fifos (tools/profile_step.py)."""
+    ctl, ack = os.environ.get("BERTFIT_PERF_CTL"), os.environ.get("BERTFIT_PERF_ACK")
+    if ctl and ack:
+        with open(ctl, "w") as f:
+            f.write(command + "\n")
+        with open(ack) as f:
+            f.readline()
+
+
 def measure(model_dir: str, task: str, batch: int, seq_len: int, steps: int) -> dict:
     from transformers import BertForMaskedLM, BertForSequenceClassification
 
@@ -77,10 +88,12 @@ def measure(model_dir: str, task: str, batch: int, seq_len: int, steps: int) -> 
         return loss
 
     step([0.0, 0.0, 0.0])
+    perf_control("enable")
     start = time.perf_counter()
     for _ in range(steps):
         step(phases)
     train_secs = time.perf_counter() - start
+    perf_control("disable")
 
     model.eval()
     with torch.inference_mode():

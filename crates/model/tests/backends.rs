@@ -1,5 +1,8 @@
-//! Every compiled backend against flex on a tiny random model: the forward pass,
-//! and one training step (forward, backward, AdamW) with dropout off.
+//! Every compiled backend against flex on a tiny random model, dropout off: the
+//! logits, and the gradients of one backward pass at the classifier, through
+//! the attention and the residual LayerNorms of the first block, and at the
+//! embeddings (LibTorch runs its own attention and LayerNorm, with torch's
+//! autograd as their backward: `src/torch_ops.rs`).
 
 use bertfit_model::{Backend, BertConfig, BertForSequenceClassification, BertInput, HeadConfig};
 use burn::module::Module;
@@ -19,7 +22,8 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
-/// Logits before and after one SGD step on a fixed loss; flattened classifier weight after.
+/// Logits (inference), and the gradients of a fixed loss at parameters before,
+/// inside and after the encoder, flattened one after the other.
 fn run(model: &BertForSequenceClassification, backend: Backend) -> (Vec<f32>, Vec<f32>) {
     let device = backend.device().unwrap();
     let logits = to_vec(model.clone().valid().to_device(&device).forward(input(&device)));
@@ -28,8 +32,23 @@ fn run(model: &BertForSequenceClassification, backend: Backend) -> (Vec<f32>, Ve
     let labels = Tensor::<2, Int>::from_data(TensorData::new(vec![1i64, 0], [2, 1]), &train_device);
     let loss = log_softmax(model.forward(input(&train_device)), 1).gather(1, labels).mean().neg();
     let grads = GradientsParams::from_grads(loss.backward(), &model);
-    let grad = grads.get::<2>(model.classifier.weight.id).unwrap();
-    (logits, to_vec(grad))
+    let block = &model.bert.encoder.layer[0];
+    let mut grad = to_vec(grads.get::<2>(model.classifier.weight.id).unwrap());
+    for id in [
+        block.attention.self_attention.query.weight.id,
+        block.attention.self_attention.value.weight.id,
+        model.bert.embeddings.word_embeddings.weight.id,
+    ] {
+        grad.extend(to_vec(grads.get::<2>(id).unwrap()));
+    }
+    for id in [
+        block.attention.output.LayerNorm.gamma.id,
+        block.output.LayerNorm.beta.as_ref().unwrap().id,
+        model.bert.embeddings.LayerNorm.gamma.id,
+    ] {
+        grad.extend(to_vec(grads.get::<1>(id).unwrap()));
+    }
+    (logits, grad)
 }
 
 #[test]
@@ -44,7 +63,7 @@ fn every_compiled_backend_matches_flex() {
     for backend in others {
         let (l, g) = run(&model, backend);
         let (dl, dg) = (max_diff(&logits, &l), max_diff(&grad, &g));
-        eprintln!("{backend} vs flex: logits {dl:e}, classifier gradient {dg:e}");
+        eprintln!("{backend} vs flex: logits {dl:e}, gradients {dg:e}");
         assert!(dl < 1e-4 && dg < 1e-4, "{backend}: logits {dl:e}, gradient {dg:e}");
     }
 }

@@ -10,6 +10,7 @@
 //! Each (side, case, round) runs in a child process so that its peak resident
 //! memory is its own.
 
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -171,6 +172,19 @@ fn mlm_worker(args: &BenchArgs, backend: Backend, seq_len: usize) -> Result<Meas
     })
 }
 
+/// Sends `enable` or `disable` to `perf record --control fifo:CTL,ACK` when
+/// `BERTFIT_PERF_CTL` and `BERTFIT_PERF_ACK` name its fifos
+/// (`tools/profile_step.py`, which samples only the timed training steps), and
+/// waits for perf's acknowledgement.
+fn perf_control(command: &str) {
+    let (Ok(ctl), Ok(ack)) = (std::env::var("BERTFIT_PERF_CTL"), std::env::var("BERTFIT_PERF_ACK")) else { return };
+    let sent = std::fs::OpenOptions::new().write(true).open(&ctl).and_then(|mut f| writeln!(f, "{command}"));
+    let acked = sent.and_then(|_| std::fs::File::open(&ack)).and_then(|f| std::io::BufReader::new(f).read_line(&mut String::new()));
+    if let Err(e) = acked {
+        eprintln!("warning: perf control {command} via {ctl}: {e}");
+    }
+}
+
 fn worker(args: &BenchArgs, backend: Backend, seq_len: usize) -> Result<Measurement> {
     let dir = ModelArgs { model: args.model.clone(), backend }.model_dir()?;
     let config = BertConfig::from_file(&dir.join("config.json"))?;
@@ -201,12 +215,14 @@ fn worker(args: &BenchArgs, backend: Backend, seq_len: usize) -> Result<Measurem
     };
     model = train_step(model, &mut [0.0; 3]); // warm-up: allocations, kernel selection
     device.sync().ok();
+    perf_control("enable");
     let start = Instant::now();
     for _ in 0..args.steps {
         model = train_step(model, &mut phases);
     }
     device.sync().ok();
     let train_secs = start.elapsed().as_secs_f64();
+    perf_control("disable");
 
     let model = model.valid();
     let infer = |model: &BertForSequenceClassification| {

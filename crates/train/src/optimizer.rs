@@ -96,6 +96,9 @@ struct GradNorm<'a> {
 impl ModuleVisitor for GradNorm<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         if let Some(grad) = self.grads.get::<D>(param.id) {
+            #[cfg(feature = "tch")]
+            let sq = bertfit_model::torch_ops::squared_norm(&grad).unwrap_or_else(|| grad.square().sum());
+            #[cfg(not(feature = "tch"))]
             let sq = grad.square().sum();
             self.total = Some(match self.total.take() {
                 Some(t) => t + sq,
@@ -136,7 +139,40 @@ impl ModuleMapper for Update<'_> {
         let shape = tensor.shape();
         let numel = shape.num_elements();
         let p = tensor.inner().reshape([numel]);
-        let mut g = grad.inner().reshape([numel]);
+        let g = grad.inner().reshape([numel]);
+        let state = self.optim.moments.remove(&id).unwrap_or_else(|| Moments { m: g.zeros_like(), v: g.zeros_like() });
+        let wd = if decays(&path) { c.weight_decay } else { 0.0 };
+        let t = (self.optim.step + 1) as i32;
+        let finish = |updated: Tensor<1>, mapper| {
+            let tensor = Tensor::from_inner(updated.reshape(shape));
+            Param::from_mapped_value(id, if require_grad { tensor.require_grad() } else { tensor }, mapper)
+        };
+        // On LibTorch the same AdamW update is written in place, as torch does
+        // (burn's ops would allocate a new buffer at each of its steps).
+        #[cfg(feature = "tch")]
+        let (p, g, state) = match c.kind {
+            OptimizerKind::Adamw => {
+                let step = bertfit_model::torch_ops::AdamWStep {
+                    lr,
+                    beta1: c.beta1,
+                    beta2: c.beta2,
+                    eps: c.eps,
+                    weight_decay: wd,
+                    bias_correction1: 1.0 - c.beta1.powi(t),
+                    bias_correction2: 1.0 - c.beta2.powi(t),
+                    grad_scale: self.clip_scale,
+                };
+                match bertfit_model::torch_ops::adamw_in_place(p, g, state.m, state.v, &step) {
+                    Ok([p, m, v]) => {
+                        self.optim.moments.insert(id, Moments { m, v });
+                        return finish(p, mapper);
+                    }
+                    Err([p, g, m, v]) => (p, g, Moments { m, v }),
+                }
+            }
+            OptimizerKind::Bert4doc => (p, g, state),
+        };
+        let mut g = g;
         match c.kind {
             OptimizerKind::Adamw => {
                 if self.clip_scale < 1.0 {
@@ -154,12 +190,9 @@ impl ModuleMapper for Update<'_> {
                 }
             }
         }
-        let state = self.optim.moments.remove(&id).unwrap_or_else(|| Moments { m: g.zeros_like(), v: g.zeros_like() });
         // torch: exp_avg.lerp_(grad, 1 - beta1), i.e. m + (1 - beta1) (g - m).
         let m = state.m.clone() + (g.clone() - state.m).mul_scalar(1.0 - c.beta1);
         let v = state.v.mul_scalar(c.beta2) + g.square().mul_scalar(1.0 - c.beta2);
-        let wd = if decays(&path) { c.weight_decay } else { 0.0 };
-        let t = (self.optim.step + 1) as i32;
         let updated = match c.kind {
             OptimizerKind::Adamw => {
                 // torch.optim.AdamW: decay, then p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps).
@@ -179,11 +212,7 @@ impl ModuleMapper for Update<'_> {
             }
         };
         self.optim.moments.insert(id, Moments { m, v });
-        let mut tensor = Tensor::from_inner(updated.reshape(shape));
-        if require_grad {
-            tensor = tensor.require_grad();
-        }
-        Param::from_mapped_value(id, tensor, mapper)
+        finish(updated, mapper)
     }
 }
 
