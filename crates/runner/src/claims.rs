@@ -149,7 +149,7 @@ pub fn judge(report: &Report, claim: &Claim) -> Vec<Judgement> {
                 let slope = points.iter().map(|p| p.2 * (p.0 - xm) * (p.1 - ym)).sum::<f64>() / sxx.max(1e-300);
                 let z = slope * sxx.sqrt();
                 let detail = format!(
-                    "error goes from {} to {}; fitted slope {:+.2} points per step along {} cells (z = {z:.1})",
+                    "error goes from {} to {}; fitted slope {:+.2} points from one cell to the next, over {} cells (z = {z:.1})",
                     show(named[0]),
                     show(*named.last().expect("cells")),
                     100.0 * slope,
