@@ -51,7 +51,7 @@ def classify(dso: str, symbol: str) -> str:
     return "other"
 
 
-def record(cmd: list, env: dict, steps: int) -> tuple:
+def record(cmd: list, env: dict) -> tuple:
     """perf-samples `cmd` between its enable / disable; returns (kind shares in %, worker JSON)."""
     with tempfile.TemporaryDirectory() as tmp:
         data, ctl, ack = Path(tmp) / "perf.data", Path(tmp) / "ctl", Path(tmp) / "ack"
@@ -99,7 +99,7 @@ def main() -> None:
         for name, cmd in sides:
             print(f"profiling {name} at seq {seq_len} ...", file=sys.stderr)
             env = dict(os.environ, OMP_NUM_THREADS=threads)
-            kinds, worker = record(cmd, env, args.steps)
+            kinds, worker = record(cmd, env)
             step_ms = sum(worker["phase_ms"])
             rows.append((name, seq_len, kinds, step_ms, worker["phase_ms"]))
     kinds = [k for k, _ in KINDS] + ["other"]

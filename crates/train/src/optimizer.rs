@@ -142,7 +142,9 @@ impl ModuleMapper for Update<'_> {
         let g = grad.inner().reshape([numel]);
         let state = self.optim.moments.remove(&id).unwrap_or_else(|| Moments { m: g.zeros_like(), v: g.zeros_like() });
         let wd = if decays(&path) { c.weight_decay } else { 0.0 };
+        // Bias corrections of step t = step + 1 (AdamW only).
         let t = (self.optim.step + 1) as i32;
+        let (bc1, bc2) = (1.0 - c.beta1.powi(t), 1.0 - c.beta2.powi(t));
         let finish = |updated: Tensor<1>, mapper| {
             let tensor = Tensor::from_inner(updated.reshape(shape));
             Param::from_mapped_value(id, if require_grad { tensor.require_grad() } else { tensor }, mapper)
@@ -158,8 +160,8 @@ impl ModuleMapper for Update<'_> {
                     beta2: c.beta2,
                     eps: c.eps,
                     weight_decay: wd,
-                    bias_correction1: 1.0 - c.beta1.powi(t),
-                    bias_correction2: 1.0 - c.beta2.powi(t),
+                    bias_correction1: bc1,
+                    bias_correction2: bc2,
                     grad_scale: self.clip_scale,
                 };
                 match bertfit_model::torch_ops::adamw_in_place(p, g, state.m, state.v, &step) {
@@ -196,8 +198,6 @@ impl ModuleMapper for Update<'_> {
         let updated = match c.kind {
             OptimizerKind::Adamw => {
                 // torch.optim.AdamW: decay, then p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps).
-                let bc1 = 1.0 - c.beta1.powi(t);
-                let bc2 = 1.0 - c.beta2.powi(t);
                 let denom = v.clone().sqrt().div_scalar(bc2.sqrt()).add_scalar(c.eps);
                 let decayed = if wd > 0.0 { p.mul_scalar(1.0 - lr * wd) } else { p };
                 decayed - (m.clone() / denom).mul_scalar(lr / bc1)
