@@ -140,11 +140,6 @@ impl BertSelfAttention {
         let v = split(self.value.forward(x));
 
         let dropout = if dropout_active(&self.dropout, &q.device()) { self.dropout.prob } else { 0.0 };
-        // LibTorch: torch's scaled_dot_product_attention with its own backward.
-        #[cfg(feature = "tch")]
-        if let Some(context) = crate::torch_ops::attention(&q, &k, &v, mask_bias.as_ref(), dropout) {
-            return context.swap_dims(1, 2).reshape([batch, len, hidden]);
-        }
         let context = if dropout > 0.0 {
             // Dropout on the attention probabilities (HF applies it there), which
             // burn's attention op does not take.
@@ -192,14 +187,6 @@ impl BertResidualOutput {
 
     pub fn forward(&self, hidden: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
         let x = self.dense.forward(hidden);
-        // LibTorch: dropout, residual and layer_norm as one torch node.
-        #[cfg(feature = "tch")]
-        {
-            let dropout = if dropout_active(&self.dropout, &x.device()) { self.dropout.prob } else { 0.0 };
-            if let Some(out) = crate::torch_ops::dropout_residual_layer_norm(&x, &residual, dropout, &self.LayerNorm, self.layer_norm_eps) {
-                return out;
-            }
-        }
         self.LayerNorm.forward(self.dropout.forward(x) + residual)
     }
 }
@@ -238,11 +225,19 @@ impl Activation {
         Self { kind }
     }
 
-    pub(crate) fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+    pub(crate) fn kind(&self) -> HiddenAct {
         match self.kind {
-            0 => gelu(x),
-            1 => gelu_approximate(x),
-            _ => relu(x),
+            0 => HiddenAct::Gelu,
+            1 => HiddenAct::GeluTanh,
+            _ => HiddenAct::Relu,
+        }
+    }
+
+    pub(crate) fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        match self.kind() {
+            HiddenAct::Gelu => gelu(x),
+            HiddenAct::GeluTanh => gelu_approximate(x),
+            HiddenAct::Relu => relu(x),
         }
     }
 }
@@ -285,6 +280,16 @@ impl BertLayer {
     }
 
     pub fn forward(&self, x: Tensor<3>, mask_bias: Option<Tensor<4>>) -> Tensor<3> {
+        // LibTorch: the whole block as one torch computation, differentiated by torch.
+        #[cfg(feature = "tch")]
+        {
+            let device = x.device();
+            let p = |d: &Dropout| if dropout_active(d, &device) { d.prob } else { 0.0 };
+            let dropouts = [p(&self.attention.self_attention.dropout), p(&self.attention.output.dropout), p(&self.output.dropout)];
+            if let Some(out) = crate::torch_ops::bert_layer(self, &x, mask_bias.as_ref(), dropouts) {
+                return out;
+            }
+        }
         let attended = self.attention.forward(x, mask_bias);
         let expanded = self.intermediate.forward(attended.clone());
         self.output.forward(expanded, attended)

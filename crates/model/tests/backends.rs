@@ -1,8 +1,8 @@
 //! Every compiled backend against flex on a tiny random model, dropout off: the
 //! logits, and the gradients of one backward pass at the classifier, through
 //! the attention and the residual LayerNorms of the first block, and at the
-//! embeddings (LibTorch runs its own attention and LayerNorm, with torch's
-//! autograd as their backward: `src/torch_ops.rs`).
+//! embeddings (LibTorch runs each encoder block as one torch computation, with
+//! torch's autograd as its backward: `src/torch_ops.rs`).
 
 use bertfit_model::{Backend, BertConfig, BertForSequenceClassification, BertInput, HeadConfig};
 use burn::module::Module;
