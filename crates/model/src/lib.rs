@@ -4,6 +4,9 @@
 pub mod backend;
 pub mod bert;
 pub mod config;
+// Used by LibTorch's dropout (src/torch_ops.rs).
+#[cfg_attr(not(feature = "tch"), allow(dead_code))]
+mod dropout_mask;
 #[cfg(feature = "tch")]
 pub mod torch_ops;
 pub mod weights;

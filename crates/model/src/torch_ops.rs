@@ -142,9 +142,9 @@ fn torch_node<const N: usize>(inputs: [AdTensor; N], f: impl FnOnce(&[tch::Tenso
 /// residual, `layer_norm`). One autodiff node whose parents are `x` and the
 /// layer's sixteen parameters, so the whole block's backward is one pass of
 /// torch's autograd engine, which reuses and accumulates buffers in place.
-/// `dropout`: the probabilities of the attention probabilities', `BertSelfOutput`'s
+/// `dropouts`: the probabilities of the attention probabilities', `BertSelfOutput`'s
 /// and `BertOutput`'s dropout, zeros outside training.
-pub fn bert_layer(layer: &BertLayer, x: &Tensor<3>, mask_bias: Option<&Tensor<4>>, dropout: [f64; 3]) -> Option<Tensor<3>> {
+pub fn bert_layer(layer: &BertLayer, x: &Tensor<3>, mask_bias: Option<&Tensor<4>>, dropouts: [f64; 3]) -> Option<Tensor<3>> {
     let mask = match mask_bias {
         Some(bias) => Some(constant(bias)?),
         None => None,
@@ -166,15 +166,27 @@ pub fn bert_layer(layer: &BertLayer, x: &Tensor<3>, mask_bias: Option<&Tensor<4>
     let [ow, ob] = linear(&layer.output.dense);
     let [og, on] = norm(&layer.output.LayerNorm);
     apply([torch(x), qw, qb, kw, kb, vw, vb, aw, ab, ag, an, iw, ib, ow, ob, og, on], move |t| {
-        let [attention_dropout, attention_output_dropout, output_dropout] = dropout;
+        let [attention_dropout, attention_output_dropout, output_dropout] = dropouts;
         // burn's `Linear` weight is [d_in, d_out]: F.linear takes its transpose.
         let dense = |x: &tch::Tensor, w: usize| x.linear(&t[w].tr(), Some(&t[w + 1]));
-        let drop = |x: tch::Tensor, p: f64| if p > 0.0 { x.dropout(p, true) } else { x };
+        let drop = |x: tch::Tensor, p: f64| dropout(&x, p);
         let x = &t[0];
         let (batch, len) = (x.size()[0], x.size()[1]);
         let split = |y: tch::Tensor| y.view([batch, len, heads, -1]).transpose(1, 2);
         let (q, k, v) = (split(dense(x, 1)), split(dense(x, 3)), split(dense(x, 5)));
-        let context = tch::Tensor::scaled_dot_product_attention(&q, &k, &v, mask.as_ref(), attention_dropout, false, None::<f64>, false);
+        let context = if attention_dropout > 0.0 {
+            // What SDPA's math path computes with dropout (torch's fused CPU
+            // attention takes none), with this module's dropout mask.
+            let head_dim = q.size()[3] as f64;
+            let scores = (q * head_dim.powf(-0.5)).matmul(&k.transpose(2, 3));
+            let scores = match &mask {
+                Some(bias) => scores + bias,
+                None => scores,
+            };
+            drop(scores.softmax(-1, tch::Kind::Float), attention_dropout).matmul(&v)
+        } else {
+            tch::Tensor::scaled_dot_product_attention(&q, &k, &v, mask.as_ref(), 0.0, false, None::<f64>, false)
+        };
         let context = context.transpose(1, 2).reshape([batch, len, -1]);
         let attended =
             (drop(dense(&context, 7), attention_output_dropout) + x).layer_norm(width, Some(&t[9]), Some(&t[10]), eps_attention, true);
@@ -186,6 +198,29 @@ pub fn bert_layer(layer: &BertLayer, x: &Tensor<3>, mask_bias: Option<&Tensor<4>
         };
         (drop(dense(&expanded, 13), output_dropout) + attended).layer_norm(width, Some(&t[15]), Some(&t[16]), eps_output, true)
     })
+}
+
+/// `F.dropout(x, p)` in training: each element zeroed with probability `p`, the
+/// rest scaled by 1 / (1 - p). On the CPU the mask (0 or 1 / (1 - p), so that
+/// dropout is one multiplication forward and one backward) comes from
+/// `dropout_mask` on torch's threads, seeded from torch's generator (so
+/// `Device::seed` makes it reproducible), instead of torch's serial Bernoulli
+/// draws; on a GPU, torch's own dropout.
+fn dropout(x: &tch::Tensor, p: f64) -> tch::Tensor {
+    if p <= 0.0 {
+        return x.shallow_clone();
+    }
+    if x.device() != tch::Device::Cpu || p >= 1.0 || x.kind() != tch::Kind::Float {
+        return x.dropout(p, true);
+    }
+    let seed = tch::Tensor::randint(i64::MAX, [1], (tch::Kind::Int64, tch::Device::Cpu)).int64_value(&[0]) as u64;
+    let mask = tch::Tensor::empty(x.size(), (tch::Kind::Float, tch::Device::Cpu));
+    // SAFETY: `mask` is a fresh contiguous f32 tensor of `numel` elements that
+    // nothing else references until it is used below.
+    let values = unsafe { std::slice::from_raw_parts_mut(mask.data_ptr() as *mut f32, mask.numel()) };
+    let threads = tch::get_num_threads().max(1) as usize;
+    crate::dropout_mask::fill_keep_mask(values, p, seed, threads, [(1.0 / (1.0 - p)) as f32, 0.0]);
+    x * mask
 }
 
 /// One AdamW step's settings, as `torch.optim.AdamW` (single-tensor) applies them.
@@ -283,5 +318,31 @@ pub fn squared_norm<const D: usize>(t: &Tensor<D>) -> Option<Tensor<1>> {
             Some(Tensor::from_primitive::<LibTorch>(TchTensor::new(norm)))
         }
         Torch::Autodiff(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropout_zeroes_p_of_the_elements_scales_the_rest_and_differentiates_through_its_mask() {
+        let n = 1 << 21;
+        let x = tch::Tensor::ones([n], (tch::Kind::Float, tch::Device::Cpu)).set_requires_grad(true);
+        tch::manual_seed(3);
+        let y = dropout(&x, 0.1);
+        let values: Vec<f32> = Vec::try_from(&y.detach()).unwrap();
+        let scale = (1.0 / 0.9) as f32;
+        assert!(values.iter().all(|&v| v == 0.0 || v == scale));
+        let dropped = values.iter().filter(|&&v| v == 0.0).count() as f64 / n as f64;
+        assert!((dropped - 0.1).abs() < 1e-3, "dropped {dropped}");
+        // d sum(y) / dx is the mask itself.
+        let grad = tch::Tensor::run_backward(&[y.sum(tch::Kind::Float)], &[&x], false, false).remove(0);
+        assert!(grad.equal(&y.detach()));
+        // The same torch seed, the same mask; another seed, another.
+        tch::manual_seed(3);
+        assert!(dropout(&x, 0.1).equal(&y));
+        assert!(!dropout(&x, 0.1).equal(&y));
+        assert!(dropout(&x, 0.0).equal(&x));
     }
 }
