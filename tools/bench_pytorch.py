@@ -111,7 +111,7 @@ def measure(model_dir: str, task: str, batch: int, seq_len: int, steps: int) -> 
         "train_tokens_per_s": tokens * steps / train_secs,
         "infer_tokens_per_s": tokens * steps * 2 / infer_secs,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-        "phase_ms": [1000.0 * p / steps for p in phases] if task == "classify" else None,
+        "phase_ms": [1000.0 * p / steps for p in phases],
     }
 
 

@@ -20,7 +20,7 @@ use bertfit_model::{Backend, BertConfig, BertForMaskedLM, BertForSequenceClassif
 use bertfit_train::{AdamW, OptimizerConfig, cross_entropy};
 use burn::module::Module;
 use burn::optim::GradientsParams;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::ModelArgs;
@@ -119,7 +119,7 @@ fn mlm_worker(args: &BenchArgs, backend: Backend, seq_len: usize) -> Result<Meas
     let config = BertConfig::from_file(&dir.join("config.json"))?;
     let device = backend.device()?;
     let train_device = device.clone().autodiff();
-    let (mut model, _) = BertForMaskedLM::from_pretrained(&dir, &config, false, &train_device)?;
+    let (model, _) = BertForMaskedLM::from_pretrained(&dir, &config, false, &train_device)?;
     let batch = args.mlm_batch;
     let mut ids = synthetic_ids(batch, seq_len, config.vocab_size);
     let positions: Vec<i64> = (0..batch).flat_map(|b| mlm_positions(seq_len).into_iter().map(move |p| (b * seq_len + p) as i64)).collect();
@@ -131,45 +131,17 @@ fn mlm_worker(args: &BenchArgs, backend: Backend, seq_len: usize) -> Result<Meas
     let input = |device| BertInput::from_ids(ids.clone(), vec![1; batch * seq_len], [batch, seq_len], device);
     let at = |device| Tensor::<1, Int>::from_data(TensorData::new(positions.clone(), [n]), device);
     let targets = Tensor::<1, Int>::from_data(TensorData::new(labels, [n]), &train_device);
-    let mut optim = AdamW::new(OptimizerConfig::default());
-    let mut train_step = |model: BertForMaskedLM| {
-        let out = model.forward(input(&train_device), at(&train_device));
-        let loss = cross_entropy(out.mlm_logits, targets.clone());
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        let (model, _) = optim.step(model, grads, 5e-5, &|_| 1.0);
-        let _loss: f32 = loss.into_scalar();
-        model
-    };
-    model = train_step(model);
-    device.sync().ok();
-    let start = Instant::now();
-    for _ in 0..args.steps {
-        model = train_step(model);
-    }
-    device.sync().ok();
-    let train_secs = start.elapsed().as_secs_f64();
-    let model = model.valid();
-    let infer = |model: &BertForMaskedLM| {
-        let _ = model.forward(input(&device), at(&device)).mlm_logits.into_data();
-    };
-    infer(&model);
-    let infer_steps = args.steps * 2;
-    let start = Instant::now();
-    for _ in 0..infer_steps {
-        infer(&model);
-    }
-    let infer_secs = start.elapsed().as_secs_f64();
-    let tokens = (batch * seq_len) as f64;
-    Ok(Measurement {
-        task: "mlm".into(),
-        backend: backend.to_string(),
-        seq_len,
-        batch,
-        train_tokens_per_s: tokens * args.steps as f64 / train_secs,
-        infer_tokens_per_s: tokens * infer_steps as f64 / infer_secs,
-        peak_rss_mb: peak_rss_mb(),
-        phase_ms: None,
-    })
+    let timing = time_case(
+        model,
+        &device,
+        args.steps,
+        5e-5,
+        |model: &BertForMaskedLM| cross_entropy(model.forward(input(&train_device), at(&train_device)).mlm_logits, targets.clone()),
+        |model: &BertForMaskedLM| {
+            let _ = model.forward(input(&device), at(&device)).mlm_logits.into_data();
+        },
+    );
+    Ok(timing.measurement("mlm", backend, seq_len, batch))
 }
 
 /// Sends `enable` or `disable` to `perf record --control fifo:CTL,ACK` when
@@ -190,34 +162,84 @@ fn worker(args: &BenchArgs, backend: Backend, seq_len: usize) -> Result<Measurem
     let config = BertConfig::from_file(&dir.join("config.json"))?;
     let device = backend.device()?;
     let train_device = device.clone().autodiff();
-    let (mut model, _) = BertForSequenceClassification::from_pretrained(&dir, &config, 2, HeadConfig::default(), &train_device)?;
+    let (model, _) = BertForSequenceClassification::from_pretrained(&dir, &config, 2, HeadConfig::default(), &train_device)?;
     let batch = args.batch;
     let ids = synthetic_ids(batch, seq_len, config.vocab_size);
     let input = |device| BertInput::from_ids(ids.clone(), vec![1; batch * seq_len], [batch, seq_len], device);
     let labels = Tensor::<1, Int>::from_data(TensorData::new((0..batch as i64).map(|i| i % 2).collect::<Vec<_>>(), [batch]), &train_device);
+    let timing = time_case(
+        model,
+        &device,
+        args.steps,
+        2e-5,
+        |model: &BertForSequenceClassification| cross_entropy(model.forward(input(&train_device)), labels.clone()),
+        |model: &BertForSequenceClassification| {
+            let _ = model.forward(input(&device)).into_data();
+        },
+    );
+    Ok(timing.measurement(&classify(), backend, seq_len, batch))
+}
+
+/// One case's timings.
+struct Timing {
+    steps: usize,
+    train_secs: f64,
+    infer_steps: usize,
+    infer_secs: f64,
+    /// Seconds summed over the timed steps: forward + loss, backward, optimizer.
+    phases: [f64; 3],
+}
+
+impl Timing {
+    fn measurement(&self, task: &str, backend: Backend, seq_len: usize, batch: usize) -> Measurement {
+        let tokens = (batch * seq_len) as f64;
+        Measurement {
+            task: task.into(),
+            backend: backend.to_string(),
+            seq_len,
+            batch,
+            train_tokens_per_s: tokens * self.steps as f64 / self.train_secs,
+            infer_tokens_per_s: tokens * self.infer_steps as f64 / self.infer_secs,
+            peak_rss_mb: peak_rss_mb(),
+            phase_ms: Some(self.phases.map(|p| 1000.0 * p / self.steps as f64)),
+        }
+    }
+}
+
+/// Times `steps` training steps (forward and `loss`, backward, AdamW at `lr`)
+/// after one warm-up step (allocations, kernel selection), with perf sampling
+/// on around the timed ones only; then twice as many inference batches of
+/// `infer` in eval mode, after one warm-up.
+fn time_case<M: Module>(
+    mut model: M,
+    device: &Device,
+    steps: usize,
+    lr: f64,
+    loss: impl Fn(&M) -> Tensor<1>,
+    infer: impl Fn(&M),
+) -> Timing {
     let mut optim = AdamW::new(OptimizerConfig::default());
-    let mut phases = [0.0f64; 3];
-    let mut train_step = |model: BertForSequenceClassification, phases: &mut [f64; 3]| {
+    let mut train_step = |model: M, phases: &mut [f64; 3]| {
         let start = Instant::now();
-        let logits = model.forward(input(&train_device));
-        let loss = cross_entropy(logits, labels.clone());
+        let loss = loss(&model);
         let _loss: f32 = loss.clone().into_scalar();
         let forward = Instant::now();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         device.sync().ok();
         let backward = Instant::now();
-        let (model, _) = optim.step(model, grads, 2e-5, &|_| 1.0);
+        let (model, _) = optim.step(model, grads, lr, &|_| 1.0);
         device.sync().ok();
         phases[0] += (forward - start).as_secs_f64();
         phases[1] += (backward - forward).as_secs_f64();
         phases[2] += backward.elapsed().as_secs_f64();
         model
     };
-    model = train_step(model, &mut [0.0; 3]); // warm-up: allocations, kernel selection
+    model = train_step(model, &mut [0.0; 3]);
     device.sync().ok();
+    let mut phases = [0.0f64; 3];
     perf_control("enable");
     let start = Instant::now();
-    for _ in 0..args.steps {
+    for _ in 0..steps {
         model = train_step(model, &mut phases);
     }
     device.sync().ok();
@@ -225,28 +247,14 @@ fn worker(args: &BenchArgs, backend: Backend, seq_len: usize) -> Result<Measurem
     perf_control("disable");
 
     let model = model.valid();
-    let infer = |model: &BertForSequenceClassification| {
-        let logits = model.forward(input(&device));
-        let _ = logits.into_data();
-    };
     infer(&model);
-    let infer_steps = args.steps * 2;
+    let infer_steps = steps * 2;
     let start = Instant::now();
     for _ in 0..infer_steps {
         infer(&model);
     }
-    let infer_secs = start.elapsed().as_secs_f64();
-    let tokens = (batch * seq_len) as f64;
-    Ok(Measurement {
-        task: classify(),
-        backend: backend.to_string(),
-        seq_len,
-        batch,
-        train_tokens_per_s: tokens * args.steps as f64 / train_secs,
-        infer_tokens_per_s: tokens * infer_steps as f64 / infer_secs,
-        peak_rss_mb: peak_rss_mb(),
-        phase_ms: Some(phases.map(|p| 1000.0 * p / args.steps as f64)),
-    })
+    device.sync().ok();
+    Timing { steps, train_secs, infer_steps, infer_secs: start.elapsed().as_secs_f64(), phases }
 }
 
 fn machine() -> String {
@@ -419,11 +427,17 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
     }
     if !phased.is_empty() {
-        phased.sort_by_key(|m| (m.seq_len, m.backend != PYTORCH));
-        table.push_str("\nWhere a training step's time goes (`classify`; milliseconds per step, medians):\n\n| backend | seq | forward + loss | backward | optimizer (AdamW, clipping) | optimizer share |\n|---|---|---|---|---|---|\n");
+        phased.sort_by_key(|m| (m.task != classify(), m.seq_len, m.backend != PYTORCH));
+        table.push_str("\nWhere a training step's time goes (milliseconds per step, medians):\n\n| task | backend | seq | forward + loss | backward | optimizer (AdamW, clipping) | optimizer share |\n|---|---|---|---|---|---|---|\n");
         for m in phased {
             let [f, b, o] = m.phase_ms.expect("filtered");
-            table.push_str(&format!("| {} | {} | {f:.0} | {b:.0} | {o:.0} | {:.0}% |\n", m.backend, m.seq_len, 100.0 * o / (f + b + o)));
+            table.push_str(&format!(
+                "| {} | {} | {} | {f:.0} | {b:.0} | {o:.0} | {:.0}% |\n",
+                m.task,
+                m.backend,
+                m.seq_len,
+                100.0 * o / (f + b + o)
+            ));
         }
     }
     print!("{table}");

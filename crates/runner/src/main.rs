@@ -103,7 +103,10 @@ enum Command {
     /// Further pre-training with masked LM as `pretrain.toml` says (datasets
     /// whose train text is read, steps, batch, sequence length, lr). Writes a
     /// HF model directory (BertForMaskedLM) with metrics.json and the kept
-    /// snapshots to --out; a killed run resumes from its last checkpoint.
+    /// snapshots to --out. Trains in the stage cache that runs with the same
+    /// pre-training settings share ($BERTFIT_CACHE/stages/pretrain/ID; found
+    /// there when one of them trained it already); a killed run resumes from
+    /// its last checkpoint.
     Pretrain {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
@@ -237,8 +240,11 @@ fn pretrain(config_path: &std::path::Path, out: Option<PathBuf>, backend: Option
         export_model: true,
         stop_after_steps: reproduce::stop_after_steps()?,
     };
-    match pretrain::execute_pretrain(&prepared, &out, &options)? {
-        Some(metrics) => {
+    // Trained as the cached stage that runs with the same settings share
+    // (found there when one of them trained it already), then copied to `out`.
+    match pretrain::pretrain_stage(&prepared, None, &options)? {
+        Some((metrics, _)) => {
+            stage::Stage::new("pretrain", &prepared.identity).copy_to(&out)?;
             println!("{}", pretrain::summary(&metrics));
             eprintln!("wrote {}", out.display());
         }

@@ -41,11 +41,41 @@ impl Stage {
         Ok(Some(serde_json::from_str(&text).with_context(|| format!("{} is not a stage result", path.display()))?))
     }
 
+    /// Copies the finished stage into `out` (its model files, `metrics.json`,
+    /// snapshots and settings; not its emptied `checkpoints/`), `metrics.json` last.
+    pub fn copy_to(&self, out: &Path) -> Result<()> {
+        copy_tree(&self.dir, out, &|name| name != "checkpoints" && name != "metrics.json")?;
+        let metrics = self.dir.join("metrics.json");
+        std::fs::copy(&metrics, out.join("metrics.json"))
+            .with_context(|| format!("cannot copy {} to {}", metrics.display(), out.display()))?;
+        Ok(())
+    }
+
     /// Marks the stage finished with `metrics` (its model already in `model_dir`), atomically.
     pub fn finish<M: Serialize>(&self, metrics: &M) -> Result<()> {
         write_atomic(&self.dir.join("metrics.json"), &(serde_json::to_string_pretty(metrics)? + "\n"))?;
         self.checkpoints().clear()
     }
+}
+
+/// Copies the files of `from` into `to`, recursively, the top-level entries
+/// that `keep` accepts.
+fn copy_tree(from: &Path, to: &Path, keep: &dyn Fn(&str) -> bool) -> Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("cannot read {}", from.display()))? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        if !keep(&name) {
+            continue;
+        }
+        let (source, target) = (entry.path(), to.join(&name));
+        if entry.file_type()?.is_dir() {
+            copy_tree(&source, &target, &|_| true)?;
+        } else {
+            std::fs::copy(&source, &target).with_context(|| format!("cannot copy {} to {}", source.display(), target.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// Writes `text` to `path` through a temporary name and a rename: a reader

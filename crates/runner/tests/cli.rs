@@ -508,16 +508,17 @@ fn pretrain_writes_a_model_that_finetune_loads_and_resumes_after_a_kill() {
     )
     .unwrap();
     let cache = dir.path().join("cache");
-    let pretrain = |out: &Path, stop: Option<&str>| {
+    let pretrain_with_cache = |out: &Path, stop: Option<&str>, cache: &Path| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_bertfit"));
         command
             .args(["pretrain", "--config", config.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"])
-            .env("BERTFIT_CACHE", &cache);
+            .env("BERTFIT_CACHE", cache);
         if let Some(n) = stop {
             command.env("BERTFIT_STOP_AFTER_STEPS", n);
         }
         command.output().unwrap()
     };
+    let pretrain = |out: &Path, stop: Option<&str>| pretrain_with_cache(out, stop, &cache);
     let whole = dir.path().join("whole");
     let out = pretrain(&whole, None);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -531,10 +532,20 @@ fn pretrain_writes_a_model_that_finetune_loads_and_resumes_after_a_kill() {
     assert!(whole.join("vocab.txt").is_file() && whole.join("snapshots/step-4/model.safetensors").is_file());
     assert!(!whole.join("checkpoints").exists());
 
+    // The same settings again: the cached stage is copied, not trained again
+    // (a stop after one step would leave it unfinished otherwise).
+    let again = dir.path().join("again");
+    assert!(pretrain(&again, Some("1")).status.success());
+    let read = |p: &Path| std::fs::read(p).unwrap();
+    assert_eq!(read(&again.join("metrics.json")), read(&whole.join("metrics.json")));
+    assert_eq!(read(&again.join("model.safetensors")), read(&whole.join("model.safetensors")));
+
+    // Killed after 3 steps (in a cache of its own) and resumed.
     let resumed = dir.path().join("resumed");
-    assert!(pretrain(&resumed, Some("3")).status.success());
+    let fresh_cache = dir.path().join("fresh-cache");
+    assert!(pretrain_with_cache(&resumed, Some("3"), &fresh_cache).status.success());
     assert!(!resumed.join("metrics.json").exists());
-    assert!(pretrain(&resumed, None).status.success());
+    assert!(pretrain_with_cache(&resumed, None, &fresh_cache).status.success());
     // The same curve; LibTorch's CPU kernels may sum in another order in
     // another process, so the last bits of a logged loss may differ there.
     let curve = |p: &Path| {
