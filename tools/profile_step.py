@@ -32,7 +32,7 @@ KINDS = [
     ("softmax", r"softmax|Softmax"),
     ("LayerNorm", r"layer_norm|LayerNorm|LayerNormKernel"),
     ("GELU", r"gelu|Gelu|GeluKernel|erf"),
-    ("dropout: random numbers", r"bernoulli|random64|CPUGeneratorImpl|mt19937|philox|Rng|rand::"),
+    ("dropout: random numbers", r"bernoulli|random64|CPUGeneratorImpl|mt19937|philox|Rng|rand::|dropout_mask"),
     ("reductions (sum, mean, max, norms)", r"sum|reduce|Reduce|mean|max_kernel|min_kernel|norm_kernel|cascade_sum"),
     ("elementwise (add, mul, div, sqrt, copy, fill)", r"mul_kernel|add_kernel|div_|sub_kernel|sqrt|Sqrt|rsqrt|fill_kernel|copy_kernel|lerp|addc|pow|neg|where|masked|exp|vml|Vectorized|VectorizedLoop|cpu_kernel|vectorized|unary|binary|burn_flex::ops|burn_ndarray|ndarray::"),
     ("embedding, gather, index", r"index|embedding|gather|scatter|Embedding"),

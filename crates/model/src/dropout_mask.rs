@@ -27,6 +27,8 @@ fn threshold(p: f64) -> u64 {
     (p.clamp(0.0, 1.0) * 4_294_967_296.0).round() as u64
 }
 
+// Not inlined, so that profiles name it (inlined, it is the anonymous body of a spawned thread).
+#[inline(never)]
 fn fill_chunk<T: Copy>(chunk: &mut [T], index: usize, threshold: u64, seed: u64, [keep, drop]: [T; 2]) {
     let mut state = mix(seed ^ mix((index as u64).wrapping_add(GOLDEN)));
     let value = |draw: u64| if draw >= threshold { keep } else { drop };
