@@ -155,7 +155,7 @@ pub fn bert_layer(layer: &BertLayer, x: &Tensor<3>, mask_bias: Option<&Tensor<4>
     let width = [hidden as i64];
     let (eps_attention, eps_output) = (layer.attention.output.layer_norm_eps, layer.output.layer_norm_eps);
     let activation = layer.intermediate.intermediate_act_fn.kind();
-    let linear = |l: &Linear| [torch(&l.weight.val()), l.bias.as_ref().map(|b| b.val()).and_then(|b| torch(&b))];
+    let linear = |l: &Linear| [torch(&l.weight.val()), l.bias.as_ref().and_then(|b| torch(&b.val()))];
     let norm = |n: &LayerNorm| [torch(&n.gamma.val()), n.beta.as_ref().and_then(|b| torch(&b.val()))];
     let [qw, qb] = linear(&attention.query);
     let [kw, kb] = linear(&attention.key);
@@ -169,7 +169,6 @@ pub fn bert_layer(layer: &BertLayer, x: &Tensor<3>, mask_bias: Option<&Tensor<4>
         let [attention_dropout, attention_output_dropout, output_dropout] = dropouts;
         // burn's `Linear` weight is [d_in, d_out]: F.linear takes its transpose.
         let dense = |x: &tch::Tensor, w: usize| x.linear(&t[w].tr(), Some(&t[w + 1]));
-        let drop = |x: tch::Tensor, p: f64| dropout(&x, p);
         let x = &t[0];
         let (batch, len) = (x.size()[0], x.size()[1]);
         let split = |y: tch::Tensor| y.view([batch, len, heads, -1]).transpose(1, 2);
@@ -183,20 +182,20 @@ pub fn bert_layer(layer: &BertLayer, x: &Tensor<3>, mask_bias: Option<&Tensor<4>
                 Some(bias) => scores + bias,
                 None => scores,
             };
-            drop(scores.softmax(-1, tch::Kind::Float), attention_dropout).matmul(&v)
+            dropout(&scores.softmax(-1, tch::Kind::Float), attention_dropout).matmul(&v)
         } else {
             tch::Tensor::scaled_dot_product_attention(&q, &k, &v, mask.as_ref(), 0.0, false, None::<f64>, false)
         };
         let context = context.transpose(1, 2).reshape([batch, len, -1]);
         let attended =
-            (drop(dense(&context, 7), attention_output_dropout) + x).layer_norm(width, Some(&t[9]), Some(&t[10]), eps_attention, true);
+            (dropout(&dense(&context, 7), attention_output_dropout) + x).layer_norm(width, Some(&t[9]), Some(&t[10]), eps_attention, true);
         let expanded = dense(&attended, 11);
         let expanded = match activation {
             HiddenAct::Gelu => expanded.gelu("none"),
             HiddenAct::GeluTanh => expanded.gelu("tanh"),
             HiddenAct::Relu => expanded.relu(),
         };
-        (drop(dense(&expanded, 13), output_dropout) + attended).layer_norm(width, Some(&t[15]), Some(&t[16]), eps_output, true)
+        (dropout(&dense(&expanded, 13), output_dropout) + attended).layer_norm(width, Some(&t[15]), Some(&t[16]), eps_output, true)
     })
 }
 
