@@ -12,22 +12,22 @@ venv := root / ".venv"
 # LibTorch 2.9.0 comes from pip's torch in the project venv (torch-sys finds it).
 tch_env := "VIRTUAL_ENV=" + venv + " PATH=" + venv + "/bin:$PATH LIBTORCH_USE_PYTORCH=1"
 bin := root / "target/release/bertfit"
-all_backends := "bertfit-runner/tch,bertfit-runner/wgpu"
+all_backends := "bertfit-cli/flex,bertfit-cli/tch,bertfit-cli/wgpu"
 
 default:
     @just --list
 
-# Build the bertfit binary (CPU backends flex and ndarray).
+# Build the bertfit binary with the pure-Rust CPU backend (flex) alone.
 build:
-    cargo build --release -p bertfit-runner
+    cargo build --release -p bertfit-cli
 
 # Build with the LibTorch backend (`--backend tch`, `tch-cuda[:N]`); sets up LibTorch itself.
 build-tch: torch
-    {{tch_env}} cargo build --release -p bertfit-runner --features tch
+    {{tch_env}} cargo build --release -p bertfit-cli --features tch
 
 # Build with the wgpu backend (Vulkan/Metal/DX12; a software driver where no GPU).
 build-wgpu:
-    cargo build --release -p bertfit-runner --features wgpu
+    cargo build --release -p bertfit-cli --features wgpu
 
 # Build with every backend (what `just test` builds, so the two share artifacts).
 build-all: torch
@@ -35,7 +35,13 @@ build-all: torch
 
 # Run an experiment of the paper into results/NAME/ (`just reproduce --list` lists them;
 # `just reproduce truncation --profile paper --backend tch-cuda --seeds 3` and `--set KEY=VALUE` too).
-reproduce NAME *ARGS: build-all
+# Builds LibTorch (the default backend, `auto`) and, when the arguments name it, flex or wgpu.
+reproduce NAME *ARGS: torch
+    features=bertfit-cli/tch; \
+    for backend in flex wgpu; do \
+      case " {{ARGS}} " in *"$backend"*) features="$features,bertfit-cli/$backend";; esac; \
+    done; \
+    {{tch_env}} cargo build --release -p bertfit-cli --no-default-features --features "$features"
     {{bin}} reproduce {{NAME}} {{ARGS}}
 
 # pip torch==2.9.0 (LibTorch for burn-tch) and transformers (reference fixtures) into .venv.
@@ -44,10 +50,11 @@ torch:
     {{venv}}/bin/python -c "import torch, transformers; assert torch.__version__.split('+')[0] == '2.9.0'" 2>/dev/null \
       || {{venv}}/bin/pip install -q torch==2.9.0 transformers==4.57.1 safetensors
 
-# The test suite: formatting, lints on every feature, and the tests on every backend CI
-# can run (flex, ndarray, tch on CPU, wgpu on a software driver).
+# The test suite: formatting, lints on every feature, the crates' import graph, and the
+# tests on every backend CI can run (flex, tch on CPU, wgpu on a software driver).
 test: torch
     cargo fmt --all --check
+    python3 tools/import_graph.py > /dev/null
     {{tch_env}} cargo clippy --release --workspace --all-targets --features {{all_backends}} -- -D warnings
     BERTFIT_PYTHON={{venv}}/bin/python {{tch_env}} cargo test --release --workspace --features {{all_backends}}
 

@@ -1,8 +1,9 @@
 //! `--backend`: the burn device chosen at run time.
 //!
-//! `flex` (pure-Rust CPU, the default) and `ndarray` are always built; `tch`
-//! (LibTorch) and `wgpu` are Cargo features, and asking for one that was not
-//! compiled in is an error that names the feature and the `just` recipe.
+//! Each backend is a Cargo feature (`flex`: burn's pure-Rust CPU backend;
+//! `tch`: LibTorch; `wgpu`), so a binary holds only the ones it was built with;
+//! asking for one that was not compiled in is an error that names the feature
+//! and the `just` recipe.
 
 use std::fmt;
 use std::str::FromStr;
@@ -12,11 +13,9 @@ use burn::tensor::Device;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Backend {
-    /// burn-flex: pure-Rust CPU with threads and SIMD.
+    /// burn-flex: pure-Rust CPU with threads and SIMD (feature `flex`).
     #[default]
     Flex,
-    /// burn-ndarray: the older pure-Rust CPU backend.
-    NdArray,
     /// LibTorch on the CPU (feature `tch`).
     Tch,
     /// LibTorch on CUDA device N (feature `tch`).
@@ -25,7 +24,7 @@ pub enum Backend {
     Wgpu,
 }
 
-pub const BACKEND_NAMES: &str = "auto, flex, ndarray, tch, tch-cuda[:N], wgpu";
+pub const BACKEND_NAMES: &str = "auto, flex, tch, tch-cuda[:N], wgpu";
 
 impl FromStr for Backend {
     type Err = anyhow::Error;
@@ -34,7 +33,6 @@ impl FromStr for Backend {
         Ok(match s {
             "auto" => Self::auto(),
             "flex" => Self::Flex,
-            "ndarray" => Self::NdArray,
             "tch" | "tch-cpu" => Self::Tch,
             "tch-cuda" => Self::TchCuda(0),
             "wgpu" => Self::Wgpu,
@@ -53,7 +51,6 @@ impl fmt::Display for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Flex => write!(f, "flex"),
-            Self::NdArray => write!(f, "ndarray"),
             Self::Tch => write!(f, "tch"),
             Self::TchCuda(i) => write!(f, "tch-cuda:{i}"),
             Self::Wgpu => write!(f, "wgpu"),
@@ -71,7 +68,7 @@ impl Backend {
     /// Whether this binary was built with the backend.
     pub fn compiled(&self) -> bool {
         match self {
-            Self::Flex | Self::NdArray => true,
+            Self::Flex => cfg!(feature = "flex"),
             Self::Tch | Self::TchCuda(_) => cfg!(feature = "tch"),
             Self::Wgpu => cfg!(feature = "wgpu"),
         }
@@ -79,15 +76,18 @@ impl Backend {
 
     /// Backends compiled into this binary.
     pub fn available() -> Vec<Backend> {
-        [Self::Flex, Self::NdArray, Self::Tch, Self::Wgpu].into_iter().filter(|b| b.compiled()).collect()
+        [Self::Flex, Self::Tch, Self::Wgpu].into_iter().filter(|b| b.compiled()).collect()
     }
 
     /// The burn device (without autodiff).
     #[allow(deprecated, unreachable_code)]
     pub fn device(&self) -> Result<Device> {
         match self {
-            Self::Flex => Ok(Device::flex()),
-            Self::NdArray => Ok(Device::ndarray()),
+            Self::Flex => {
+                #[cfg(feature = "flex")]
+                return Ok(Device::flex());
+                bail!("backend flex is not compiled into this binary: build with the `flex` feature (`just build`)")
+            }
             Self::Tch => {
                 #[cfg(feature = "tch")]
                 return Ok(Device::libtorch());
@@ -115,7 +115,6 @@ mod tests {
     #[test]
     fn parses_every_name() {
         assert_eq!("flex".parse::<Backend>().unwrap(), Backend::Flex);
-        assert_eq!("ndarray".parse::<Backend>().unwrap(), Backend::NdArray);
         assert_eq!("tch".parse::<Backend>().unwrap(), Backend::Tch);
         assert_eq!("tch-cuda".parse::<Backend>().unwrap(), Backend::TchCuda(0));
         assert_eq!("tch-cuda:2".parse::<Backend>().unwrap(), Backend::TchCuda(2));

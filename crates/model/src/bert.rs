@@ -14,6 +14,8 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
+use bertfit_tch::{Activation as FusedActivation, BlockParams};
+
 use crate::config::{BertConfig, HiddenAct};
 
 /// One batch of token ids. `attention_mask` is 1 for real tokens, 0 for padding
@@ -280,19 +282,39 @@ impl BertLayer {
     }
 
     pub fn forward(&self, x: Tensor<3>, mask_bias: Option<Tensor<4>>) -> Tensor<3> {
-        // LibTorch: the whole block as one torch computation, differentiated by torch.
-        #[cfg(feature = "tch")]
-        {
-            let device = x.device();
-            let p = |d: &Dropout| if dropout_active(d, &device) { d.prob } else { 0.0 };
-            let dropouts = [p(&self.attention.self_attention.dropout), p(&self.attention.output.dropout), p(&self.output.dropout)];
-            if let Some(out) = crate::torch_ops::bert_layer(self, &x, mask_bias.as_ref(), dropouts) {
-                return out;
-            }
+        // A backend with a fused kernel for the whole block (LibTorch) takes it;
+        // every other runs the reference below.
+        if let Some(out) = bertfit_tch::fused_block(&self.params(&x.device()), &x, mask_bias.as_ref()) {
+            return out;
         }
         let attended = self.attention.forward(x, mask_bias);
         let expanded = self.intermediate.forward(attended.clone());
         self.output.forward(expanded, attended)
+    }
+
+    /// The block's parameters and settings as a fused kernel takes them.
+    fn params(&self, device: &Device) -> BlockParams<'_> {
+        let p = |d: &Dropout| if dropout_active(d, device) { d.prob } else { 0.0 };
+        let attention = &self.attention;
+        BlockParams {
+            query: &attention.self_attention.query,
+            key: &attention.self_attention.key,
+            value: &attention.self_attention.value,
+            num_heads: attention.self_attention.num_heads,
+            attention_output: &attention.output.dense,
+            attention_norm: &attention.output.LayerNorm,
+            attention_norm_eps: attention.output.layer_norm_eps,
+            intermediate: &self.intermediate.dense,
+            activation: match self.intermediate.intermediate_act_fn.kind() {
+                HiddenAct::Gelu => FusedActivation::Gelu,
+                HiddenAct::GeluTanh => FusedActivation::GeluTanh,
+                HiddenAct::Relu => FusedActivation::Relu,
+            },
+            output: &self.output.dense,
+            output_norm: &self.output.LayerNorm,
+            output_norm_eps: self.output.layer_norm_eps,
+            dropout: [p(&attention.self_attention.dropout), p(&attention.output.dropout), p(&self.output.dropout)],
+        }
     }
 }
 

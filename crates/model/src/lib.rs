@@ -3,25 +3,23 @@
 
 pub mod backend;
 pub mod bert;
+pub mod chunk_pool;
+pub mod classifier;
 pub mod config;
-// Used by LibTorch's dropout (src/torch_ops.rs).
-#[cfg_attr(not(feature = "tch"), allow(dead_code))]
-mod dropout_mask;
-#[cfg(feature = "tch")]
-pub mod torch_ops;
+pub mod feat;
+pub mod features;
+pub mod mlm;
 pub mod weights;
 
 pub use backend::Backend;
 pub use bert::{BertInput, BertModel, EncoderOutput};
 pub use config::BertConfig;
 pub use weights::{EncoderPrefix, LoadReport, load_hf_weights, save_hf_weights, weights_file};
-pub mod heads;
 
-pub mod feat;
-pub mod mlm;
-
+pub use chunk_pool::{AttentionPool, ChunkPool};
+pub use classifier::{BertForMultiTask, BertForSequenceClassification, HeadConfig};
 pub use feat::{BertFeatClassifier, FeatConfig};
-pub use heads::{AttentionPool, BertForMultiTask, BertForSequenceClassification, ChunkPool, Combine, Features, HeadConfig, LayerSet};
+pub use features::{Combine, Features, LayerSet};
 pub use mlm::{BertForMaskedLM, PretrainingOutput};
 
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! logits, and the gradients of one backward pass at the classifier, through
 //! the attention and the residual LayerNorms of the first block, and at the
 //! embeddings (LibTorch runs each encoder block as one torch computation, with
-//! torch's autograd as its backward: `src/torch_ops.rs`).
+//! torch's autograd as its backward: `crates/tch`).
 
 use bertfit_model::{Backend, BertConfig, BertForSequenceClassification, BertInput, HeadConfig};
 use burn::module::Module;

@@ -8,6 +8,8 @@
 //! Each checkpoint is written to its own directory and then published by an
 //! atomic rename of the `LATEST` pointer: a kill at any moment leaves the
 //! previous checkpoint intact.
+//!
+//! `resume.rs` continues from and writes these for both training loops.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -11,7 +11,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use half::f16;
 
 use crate::cross_entropy;
-use crate::finetune_loop::{EncodedSplit, Examples, Trainee, label_tensor};
+use crate::finetune::{EncodedSplit, Examples, Trainee, label_tensor};
 
 /// Per example, the token vectors of one encoder layer (f16, row-major
 /// [tokens, width]), its token count and label.

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 
+use bertfit_tch::AdamWStep;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
@@ -96,10 +97,7 @@ struct GradNorm<'a> {
 impl ModuleVisitor for GradNorm<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         if let Some(grad) = self.grads.get::<D>(param.id) {
-            #[cfg(feature = "tch")]
-            let sq = bertfit_model::torch_ops::squared_norm(&grad).unwrap_or_else(|| grad.square().sum());
-            #[cfg(not(feature = "tch"))]
-            let sq = grad.square().sum();
+            let sq = bertfit_tch::squared_norm(&grad).unwrap_or_else(|| grad.square().sum());
             self.total = Some(match self.total.take() {
                 Some(t) => t + sq,
                 None => sq,
@@ -149,71 +147,75 @@ impl ModuleMapper for Update<'_> {
             let tensor = Tensor::from_inner(updated.reshape(shape));
             Param::from_mapped_value(id, if require_grad { tensor.require_grad() } else { tensor }, mapper)
         };
-        // On LibTorch the same AdamW update is written in place, as torch does
-        // (burn's ops would allocate a new buffer at each of its steps).
-        #[cfg(feature = "tch")]
+        let step = AdamWStep {
+            lr,
+            beta1: c.beta1,
+            beta2: c.beta2,
+            eps: c.eps,
+            weight_decay: wd,
+            bias_correction1: bc1,
+            bias_correction2: bc2,
+            grad_scale: self.clip_scale,
+        };
+        // On LibTorch the AdamW update is written in place, as torch does (burn's
+        // ops would allocate a new buffer at each of its steps); elsewhere, and
+        // for BERTAdam, burn's ops compute the same update.
         let (p, g, state) = match c.kind {
-            OptimizerKind::Adamw => {
-                let step = bertfit_model::torch_ops::AdamWStep {
-                    lr,
-                    beta1: c.beta1,
-                    beta2: c.beta2,
-                    eps: c.eps,
-                    weight_decay: wd,
-                    bias_correction1: bc1,
-                    bias_correction2: bc2,
-                    grad_scale: self.clip_scale,
-                };
-                match bertfit_model::torch_ops::adamw_in_place(p, g, state.m, state.v, &step) {
-                    Ok([p, m, v]) => {
-                        self.optim.moments.insert(id, Moments { m, v });
-                        return finish(p, mapper);
-                    }
-                    Err([p, g, m, v]) => (p, g, Moments { m, v }),
+            OptimizerKind::Adamw => match bertfit_tch::adamw_in_place(p, g, state.m, state.v, &step) {
+                Ok([p, m, v]) => {
+                    self.optim.moments.insert(id, Moments { m, v });
+                    return finish(p, mapper);
                 }
-            }
+                Err([p, g, m, v]) => (p, g, Moments { m, v }),
+            },
             OptimizerKind::Bert4doc => (p, g, state),
         };
-        let mut g = g;
-        match c.kind {
-            OptimizerKind::Adamw => {
-                if self.clip_scale < 1.0 {
-                    g = g.mul_scalar(self.clip_scale);
-                }
+        let (updated, moments) = reference_update(c, p, g, state, &step);
+        self.optim.moments.insert(id, moments);
+        finish(updated, mapper)
+    }
+}
+
+/// One parameter's update with burn's ops: the new parameter and moments.
+fn reference_update(c: &OptimizerConfig, p: Tensor<1>, mut g: Tensor<1>, state: Moments, s: &AdamWStep) -> (Tensor<1>, Moments) {
+    let (lr, wd) = (s.lr, s.weight_decay);
+    match c.kind {
+        OptimizerKind::Adamw => {
+            if s.grad_scale < 1.0 {
+                g = g.mul_scalar(s.grad_scale);
             }
-            OptimizerKind::Bert4doc => {
-                if let Some(max) = c.max_grad_norm {
-                    // torch.nn.utils.clip_grad_norm_(p, max) per parameter.
-                    let norm: f64 = g.clone().square().sum().sqrt().into_scalar::<f32>() as f64;
-                    let scale = max / (norm + 1e-6);
-                    if scale < 1.0 {
-                        g = g.mul_scalar(scale);
-                    }
+        }
+        OptimizerKind::Bert4doc => {
+            if let Some(max) = c.max_grad_norm {
+                // torch.nn.utils.clip_grad_norm_(p, max) per parameter.
+                let norm: f64 = g.clone().square().sum().sqrt().into_scalar::<f32>() as f64;
+                let scale = max / (norm + 1e-6);
+                if scale < 1.0 {
+                    g = g.mul_scalar(scale);
                 }
             }
         }
-        // torch: exp_avg.lerp_(grad, 1 - beta1), i.e. m + (1 - beta1) (g - m).
-        let m = state.m.clone() + (g.clone() - state.m).mul_scalar(1.0 - c.beta1);
-        let v = state.v.mul_scalar(c.beta2) + g.square().mul_scalar(1.0 - c.beta2);
-        let updated = match c.kind {
-            OptimizerKind::Adamw => {
-                // torch.optim.AdamW: decay, then p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps).
-                let denom = v.clone().sqrt().div_scalar(bc2.sqrt()).add_scalar(c.eps);
-                let decayed = if wd > 0.0 { p.mul_scalar(1.0 - lr * wd) } else { p };
-                decayed - (m.clone() / denom).mul_scalar(lr / bc1)
-            }
-            OptimizerKind::Bert4doc => {
-                // BERTAdam: update = m / (sqrt(v) + eps) + wd * p; p -= lr * update.
-                let mut update = m.clone() / v.clone().sqrt().add_scalar(c.eps);
-                if wd > 0.0 {
-                    update = update + p.clone().mul_scalar(wd);
-                }
-                p - update.mul_scalar(lr)
-            }
-        };
-        self.optim.moments.insert(id, Moments { m, v });
-        finish(updated, mapper)
     }
+    // torch: exp_avg.lerp_(grad, 1 - beta1), i.e. m + (1 - beta1) (g - m).
+    let m = state.m.clone() + (g.clone() - state.m).mul_scalar(1.0 - c.beta1);
+    let v = state.v.mul_scalar(c.beta2) + g.square().mul_scalar(1.0 - c.beta2);
+    let updated = match c.kind {
+        OptimizerKind::Adamw => {
+            // torch.optim.AdamW: decay, then p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps).
+            let denom = v.clone().sqrt().div_scalar(s.bias_correction2.sqrt()).add_scalar(c.eps);
+            let decayed = if wd > 0.0 { p.mul_scalar(1.0 - lr * wd) } else { p };
+            decayed - (m.clone() / denom).mul_scalar(lr / s.bias_correction1)
+        }
+        OptimizerKind::Bert4doc => {
+            // BERTAdam: update = m / (sqrt(v) + eps) + wd * p; p -= lr * update.
+            let mut update = m.clone() / v.clone().sqrt().add_scalar(c.eps);
+            if wd > 0.0 {
+                update = update + p.clone().mul_scalar(wd);
+            }
+            p - update.mul_scalar(lr)
+        }
+    };
+    (updated, Moments { m, v })
 }
 
 /// Module path of every float parameter, in visiting order.

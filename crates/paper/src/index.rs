@@ -1,0 +1,47 @@
+//! `results/README.md`, the index of every table and plot under `results/`.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use anyhow::Result;
+use bertfit_run::write_atomic;
+
+/// `results/README.md`: every table and plot under `results/`.
+pub fn write_index(results: &Path) -> Result<()> {
+    let mut tables = Vec::new();
+    for entry in std::fs::read_dir(results).into_iter().flatten().flatten() {
+        let dir = entry.path();
+        for candidate in std::iter::once(dir.clone()).chain(std::fs::read_dir(&dir).into_iter().flatten().flatten().map(|e| e.path())) {
+            if candidate.join("table.md").is_file() {
+                tables.push(candidate);
+            }
+        }
+    }
+    tables.sort();
+    let mut md = String::from(
+        "# Results\n\nWritten by `bertfit reproduce` (`just reproduce NAME`); each table says which model, data, profile, backend, seeds and commit produced it. Runs are in `NAME/runs/ID/` (`metrics.json`, `curve.csv`, `config.toml`), under the identity of their settings.\n\n| experiment | table | plots |\n|---|---|---|\n",
+    );
+    for dir in &tables {
+        let rel = dir.strip_prefix(results).unwrap_or(dir);
+        let title = std::fs::read_to_string(dir.join("table.md"))
+            .ok()
+            .and_then(|t| t.lines().next().map(|l| l.trim_start_matches("# ").to_string()))
+            .unwrap_or_default();
+        let plots: BTreeSet<String> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.path().file_name().map(|n| n.to_string_lossy().into_owned()))
+            .filter(|n| n.ends_with(".png") || n.ends_with(".svg"))
+            .collect();
+        let links = plots.iter().map(|p| format!("[{p}]({}/{p})", rel.display())).collect::<Vec<_>>().join(" ");
+        md.push_str(&format!("| {title} | [table.md]({0}/table.md), [table.csv]({0}/table.csv) | {links} |\n", rel.display()));
+    }
+    for other in ["bench", "datasets", "runs"] {
+        if results.join(other).is_dir() {
+            md.push_str(&format!("\nAlso: [`{other}/`]({other}/)"));
+        }
+    }
+    md.push('\n');
+    write_atomic(&results.join("README.md"), &md)
+}

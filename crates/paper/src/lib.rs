@@ -1,0 +1,22 @@
+//! bertfit-paper: the paper's experiments as grids of runs. An experiment file
+//! (`experiments/NAME.toml`, built in) gives a base run, two axes, the paper's
+//! numbers and claims, and profiles; the runner resolves its grid, trains the
+//! runs with bertfit-run, and renders the error-rate table beside the paper's,
+//! the claims judged by the statistics, and the plots. The only place that
+//! knows experiments, profiles and results folders.
+
+pub mod claims;
+pub mod experiment;
+pub mod grid;
+pub mod index;
+pub mod list;
+pub mod overrides;
+pub mod plan;
+pub mod plots;
+pub mod report;
+pub mod reproduce;
+pub mod stats;
+pub mod table;
+
+pub use list::list;
+pub use reproduce::{ReproduceOptions, reproduce};

@@ -1,0 +1,295 @@
+//! An experiment's error-rate table in the paper's layout, ours beside the
+//! paper's numbers: `table.md` (with a header that says what produced it, and
+//! the paper's claims judged below) and `table.csv` (one line per cell).
+
+use std::collections::BTreeSet;
+use std::fmt::Write;
+
+use crate::claims::{Verdict, judge};
+use crate::report::{CellState, Report};
+use crate::stats::Stats;
+
+/// A cell's error in percent: `mean ± spread`, `*` when the spread is the
+/// binomial standard error of one seed.
+pub fn cell_text(stats: &Stats) -> String {
+    if stats.n == 0 {
+        return format!("diverged ({}/{})", stats.diverged, stats.diverged);
+    }
+    let diverged = if stats.diverged > 0 { format!(", {} diverged", stats.diverged) } else { String::new() };
+    if stats.n == 1 {
+        format!("{:.2} ± {:.2}*{diverged}", 100.0 * stats.mean, 100.0 * stats.spread)
+    } else {
+        format!("{:.2} ± {:.2} (n={}){diverged}", 100.0 * stats.mean, 100.0 * stats.spread, stats.n)
+    }
+}
+
+/// How the default model is named; any other by its setting.
+pub fn model_label(model: Option<&str>) -> String {
+    match model {
+        None => "all-MiniLM-L6-v2 (the embedded default)".into(),
+        Some(m) => m.strip_prefix("hf:").unwrap_or(m).to_string(),
+    }
+}
+
+fn thousands(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `table.md`: the header that says what produced the table, the table beside
+/// the paper's numbers, and the paper's claims judged.
+pub fn markdown(report: &Report) -> String {
+    let mut md = String::new();
+    write_header(&mut md, report);
+    write_table(&mut md, report);
+    write_claims(&mut md, report);
+    md
+}
+
+/// What produced the table: experiment, profile, model, data, backend, seeds, commit, cells.
+fn write_header(md: &mut String, report: &Report) {
+    let grid = report.grid;
+    let e = &grid.experiment;
+    let _ = writeln!(md, "# {}: {} ({} profile)\n", grid.name, e.title, grid.profile_name);
+    let _ = writeln!(
+        md,
+        "Reproduces {} of Sun, Qiu, Xu, Huang (2019), \"How to Fine-Tune BERT for Text Classification?\". Test error in percent, ours beside the paper's. {}\n",
+        e.reproduces,
+        e.description.trim()
+    );
+    let _ = writeln!(md, "- **Profile** `{}`: {}", grid.profile_name, grid.profile.description.trim());
+    let runs: Vec<_> = report.all_runs().collect();
+    let models: BTreeSet<String> = runs.iter().map(|r| model_label(r.config.model.as_deref())).collect();
+    let set_models: BTreeSet<String> =
+        grid.cells.iter().filter_map(|c| c.config.as_ref()).map(|c| model_label(c.model.as_deref())).collect();
+    let _ = writeln!(md, "- **Model**: {}", if models.is_empty() { set_models } else { models }.into_iter().collect::<Vec<_>>().join("; "));
+    let data_lines = data_lines(report);
+    if !data_lines.is_empty() {
+        let _ = writeln!(md, "- **Data**: {}", data_lines.join("; "));
+    }
+    let capped = capped_lines(report);
+    if !capped.is_empty() {
+        let _ = writeln!(md, "- **Documents over `max_chunks`** (first and last chunks kept): {}", capped.join("; "));
+    }
+    let backends: BTreeSet<&str> = runs.iter().map(|r| r.backend.as_str()).collect();
+    let commits: BTreeSet<&str> = runs.iter().map(|r| r.commit.as_str()).collect();
+    let seeds = grid.seeds.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ");
+    let _ = writeln!(
+        md,
+        "- **Backend**: {}. **Seeds**: {} per cell (training seed offsets {seeds}). **Commit**: {}.",
+        if backends.is_empty() { "-".into() } else { backends.into_iter().collect::<Vec<_>>().join(", ") },
+        grid.seeds.len(),
+        if commits.is_empty() { "-".into() } else { commits.into_iter().collect::<Vec<_>>().join(", ") }
+    );
+    if !grid.overrides.is_empty() {
+        let _ = writeln!(md, "- **Overrides**: `--set {}`", grid.overrides.join("` `--set "));
+    }
+    let (done, partial, missing, failed) = report.counts();
+    let compute: f64 = runs.iter().map(|r| r.result.train_seconds + r.result.curve.iter().map(|e| e.eval_seconds).sum::<f64>()).sum();
+    let _ = writeln!(
+        md,
+        "- **Cells**: {done} done, {partial} partly done, {missing} missing, {failed} failed. Training and evaluation time of the runs: {:.1} min.{}",
+        compute / 60.0,
+        grid.profile.wall_time.as_ref().map(|w| format!(" Measured wall time of `just reproduce {}`: {w}.", grid.name)).unwrap_or_default()
+    );
+    let _ = writeln!(md);
+}
+
+/// Each column's data; said once when every column has the same (an axis that is not the dataset).
+fn data_lines(report: &Report) -> Vec<String> {
+    let grid = report.grid;
+    let per_column: Vec<BTreeSet<String>> = (0..grid.columns.len())
+        .map(|c| {
+            (0..grid.rows.len())
+                .flat_map(|r| report.runs(r, c))
+                .map(|run| {
+                    let p = &run.dataset;
+                    let carved = p.test_carved.map(|f| format!(", test carved from train ({:.0}%)", 100.0 * f)).unwrap_or_default();
+                    format!(
+                        "`{}`: train {} / dev {} / test {} (split seed {}{carved})",
+                        p.dataset,
+                        thousands(run.sizes.train),
+                        thousands(run.sizes.dev),
+                        thousands(run.sizes.test),
+                        p.split_seed
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    if per_column.windows(2).all(|w| w[0] == w[1]) {
+        per_column.first().map(|d| d.iter().cloned().collect()).unwrap_or_default()
+    } else {
+        grid.columns
+            .iter()
+            .zip(&per_column)
+            .flat_map(|(column, d)| d.iter().map(move |line| format!("{} = {line}", column.label)))
+            .collect()
+    }
+}
+
+/// Cells whose documents lost middle chunks to `max_chunks`, with how many.
+fn capped_lines(report: &Report) -> Vec<String> {
+    let grid = report.grid;
+    grid.rows
+        .iter()
+        .enumerate()
+        .flat_map(|(r, row)| {
+            grid.columns.iter().enumerate().filter_map(move |(c, column)| {
+                let run = report.runs(r, c).first().filter(|m| m.capped.iter().any(|&n| n > 0))?;
+                let [train, dev, test] = run.capped;
+                let at = if grid.columns.len() > 1 { format!(" / {}", column.label) } else { String::new() };
+                Some(format!(
+                    "{}{at}: {train} of {} train, {dev} of {} dev, {test} of {} test",
+                    row.label, run.sizes.train, run.sizes.dev, run.sizes.test
+                ))
+            })
+        })
+        .collect()
+}
+
+/// The table: rows × (ours, paper) per column, and the notes on missing or failed cells.
+fn write_table(md: &mut String, report: &Report) {
+    let grid = report.grid;
+    let e = &grid.experiment;
+    // The table: rows × (ours, paper) per column.
+    let sizes_vary = grid.columns.iter().enumerate().any(|(c, _)| {
+        let sizes: BTreeSet<_> =
+            (0..grid.rows.len()).flat_map(|r| report.runs(r, c).iter().map(|m| (m.sizes.train, m.sizes.dev))).collect();
+        sizes.len() > 1
+    });
+    let mut header = format!("| {} |", grid.experiment.rows.name);
+    let mut rule = String::from("|---|");
+    for column in &grid.columns {
+        let paper = if column.paper_label() != column.label { format!(" ({})", column.paper_label()) } else { String::new() };
+        let _ = write!(header, " {}: ours | paper{paper} |", column.label);
+        rule.push_str("---|---|");
+    }
+    if sizes_vary {
+        header.push_str(" train / dev |");
+        rule.push_str("---|");
+    }
+    let _ = writeln!(md, "{header}\n{rule}");
+    let mut notes: Vec<String> = Vec::new();
+    for (r, row) in grid.rows.iter().enumerate() {
+        let paper_row = if row.paper_label() != row.label { format!(" (paper: {})", row.paper_label()) } else { String::new() };
+        let mut line = format!("| {}{paper_row} |", row.label);
+        for (c, column) in grid.columns.iter().enumerate() {
+            let ours = match report.state(r, c) {
+                CellState::Runs { done, pending } => {
+                    let text = Stats::of(done).map(|s| cell_text(&s)).unwrap_or_else(|| "not run yet".into());
+                    if *pending > 0 && !done.is_empty() { format!("{text} ({pending} seeds to run)") } else { text }
+                }
+                CellState::Skipped => "-".to_string(),
+                CellState::Missing(why) | CellState::Failed(why) => {
+                    let kind = if matches!(report.state(r, c), CellState::Missing(_)) { "missing" } else { "failed" };
+                    let note = match notes.iter().position(|n| n == why) {
+                        Some(i) => i + 1,
+                        None => {
+                            notes.push(why.clone());
+                            notes.len()
+                        }
+                    };
+                    format!("{kind} [{note}]")
+                }
+            };
+            let paper = e.paper_number(row, column).map(|p| format!("{p:.2}")).unwrap_or_else(|| "-".into());
+            let _ = write!(line, " {ours} | {paper} |");
+        }
+        if sizes_vary {
+            let sizes: BTreeSet<String> = (0..grid.columns.len())
+                .flat_map(|c| report.runs(r, c).iter().map(|m| format!("{} / {}", thousands(m.sizes.train), thousands(m.sizes.dev))))
+                .collect();
+            let _ = write!(line, " {} |", sizes.into_iter().collect::<Vec<_>>().join(", "));
+        }
+        let _ = writeln!(md, "{line}");
+    }
+    let _ = writeln!(md);
+    let _ = writeln!(
+        md,
+        "± is the standard deviation over the seeds (n of them); `*` marks a single seed, where ± is the binomial standard error of its test error, sqrt(p(1-p)/test size). The paper's numbers are single runs of BERT-base on the full datasets, selected on the test set; ours select the epoch on dev."
+    );
+    for (i, note) in notes.iter().enumerate() {
+        let _ = writeln!(md, "\n[{}] {note}", i + 1);
+    }
+}
+
+/// The paper's claims, each judged in every column (or row) of the table.
+fn write_claims(md: &mut String, report: &Report) {
+    let e = &report.grid.experiment;
+    if !e.claims.is_empty() {
+        let _ = writeln!(md, "\n## The paper's claims\n");
+        let _ = writeln!(
+            md,
+            "Two cells are told apart when their difference exceeds twice its standard error (a cell's: the seeds' standard deviation, at least the binomial standard error, over sqrt(n)); otherwise our numbers cannot separate them.\n"
+        );
+        for claim in &e.claims {
+            let judgements = judge(report, claim);
+            let _ = writeln!(md, "- {}", claim.text);
+            for j in judgements {
+                let mark = match j.verdict {
+                    Verdict::NotMeasured => format!("*{}*", j.verdict.words()),
+                    _ => format!("**{}**", j.verdict.words()),
+                };
+                let _ = writeln!(md, "  - {}: {mark}: {}", j.scope, j.detail);
+            }
+        }
+    }
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+}
+
+/// `table.csv`: one line per cell.
+pub fn csv(report: &Report) -> String {
+    let grid = report.grid;
+    let mut out = String::from(
+        "row,column,paper_row,paper_column,status,mean_error_pct,spread_pct,n,diverged,paper_error_pct,train,dev,test,backend,commit,runs,note\n",
+    );
+    for (r, row) in grid.rows.iter().enumerate() {
+        for (c, column) in grid.columns.iter().enumerate() {
+            let paper = grid.experiment.paper_number(row, column).map(|p| p.to_string()).unwrap_or_default();
+            let runs = report.runs(r, c);
+            let (status, note) = match report.state(r, c) {
+                CellState::Missing(why) => ("missing", why.clone()),
+                CellState::Failed(why) => ("failed", why.clone()),
+                CellState::Runs { pending: 0, .. } => ("done", String::new()),
+                CellState::Runs { pending, .. } => ("partial", format!("{pending} seeds to run")),
+                CellState::Skipped => ("not in the experiment", String::new()),
+            };
+            let stats = Stats::of(runs);
+            let number = |f: fn(&Stats) -> f64| stats.filter(|s| s.n > 0).map(|s| format!("{:.4}", 100.0 * f(&s))).unwrap_or_default();
+            let first = runs.first();
+            let fields = [
+                row.label.clone(),
+                column.label.clone(),
+                row.paper_label().to_string(),
+                column.paper_label().to_string(),
+                status.to_string(),
+                number(|s| s.mean),
+                number(|s| s.spread),
+                stats.map(|s| s.n.to_string()).unwrap_or_default(),
+                stats.map(|s| s.diverged.to_string()).unwrap_or_default(),
+                paper,
+                first.map(|m| m.sizes.train.to_string()).unwrap_or_default(),
+                first.map(|m| m.sizes.dev.to_string()).unwrap_or_default(),
+                first.map(|m| m.sizes.test.to_string()).unwrap_or_default(),
+                first.map(|m| m.backend.clone()).unwrap_or_default(),
+                first.map(|m| m.commit.clone()).unwrap_or_default(),
+                runs.iter().map(|m| m.identity.as_str()).collect::<Vec<_>>().join(" "),
+                note,
+            ];
+            out.push_str(&fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
+            out.push('\n');
+        }
+    }
+    out
+}

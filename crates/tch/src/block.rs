@@ -1,0 +1,70 @@
+//! One HF `BertLayer` (`transformers/models/bert/modeling_bert.py`) as PyTorch
+//! runs it, in one LibTorch computation: the block of [`crate::fused_block`].
+
+use burn::nn::{LayerNorm, Linear};
+use burn::tensor::Tensor;
+
+use crate::autograd::{apply, constant, torch};
+use crate::dropout::dropout;
+use crate::{Activation, BlockParams};
+
+/// One HF `BertLayer` (`modeling_bert.py`) on `x` `[batch, len, hidden]`, as
+/// PyTorch runs it: query / key / value projections, `scaled_dot_product_attention`
+/// with the additive mask and dropout on the probabilities (HF's `sdpa`
+/// attention), `BertSelfOutput` (dense, dropout, residual, `layer_norm`),
+/// `BertIntermediate` (dense, activation) and `BertOutput` (dense, dropout,
+/// residual, `layer_norm`). One autodiff node whose parents are `x` and the
+/// layer's sixteen parameters, so the whole block's backward is one pass of
+/// torch's autograd engine, which reuses and accumulates buffers in place.
+pub(crate) fn bert_layer(p: &BlockParams, x: &Tensor<3>, mask_bias: Option<&Tensor<4>>) -> Option<Tensor<3>> {
+    let mask = match mask_bias {
+        Some(bias) => Some(constant(bias)?),
+        None => None,
+    };
+    let heads = p.num_heads as i64;
+    let [_, _, hidden] = x.dims();
+    let width = [hidden as i64];
+    let (eps_attention, eps_output, activation, dropouts) = (p.attention_norm_eps, p.output_norm_eps, p.activation, p.dropout);
+    let linear = |l: &Linear| [torch(&l.weight.val()), l.bias.as_ref().and_then(|b| torch(&b.val()))];
+    let norm = |n: &LayerNorm| [torch(&n.gamma.val()), n.beta.as_ref().and_then(|b| torch(&b.val()))];
+    let [qw, qb] = linear(p.query);
+    let [kw, kb] = linear(p.key);
+    let [vw, vb] = linear(p.value);
+    let [aw, ab] = linear(p.attention_output);
+    let [ag, an] = norm(p.attention_norm);
+    let [iw, ib] = linear(p.intermediate);
+    let [ow, ob] = linear(p.output);
+    let [og, on] = norm(p.output_norm);
+    apply([torch(x), qw, qb, kw, kb, vw, vb, aw, ab, ag, an, iw, ib, ow, ob, og, on], move |t| {
+        let [attention_dropout, attention_output_dropout, output_dropout] = dropouts;
+        // burn's `Linear` weight is [d_in, d_out]: F.linear takes its transpose.
+        let dense = |x: &tch::Tensor, w: usize| x.linear(&t[w].tr(), Some(&t[w + 1]));
+        let x = &t[0];
+        let (batch, len) = (x.size()[0], x.size()[1]);
+        let split = |y: tch::Tensor| y.view([batch, len, heads, -1]).transpose(1, 2);
+        let (q, k, v) = (split(dense(x, 1)), split(dense(x, 3)), split(dense(x, 5)));
+        let context = if attention_dropout > 0.0 {
+            // What SDPA's math path computes with dropout (torch's fused CPU
+            // attention takes none), with this module's dropout mask.
+            let head_dim = q.size()[3] as f64;
+            let scores = (q * head_dim.powf(-0.5)).matmul(&k.transpose(2, 3));
+            let scores = match &mask {
+                Some(bias) => scores + bias,
+                None => scores,
+            };
+            dropout(&scores.softmax(-1, tch::Kind::Float), attention_dropout).matmul(&v)
+        } else {
+            tch::Tensor::scaled_dot_product_attention(&q, &k, &v, mask.as_ref(), 0.0, false, None::<f64>, false)
+        };
+        let context = context.transpose(1, 2).reshape([batch, len, -1]);
+        let attended =
+            (dropout(&dense(&context, 7), attention_output_dropout) + x).layer_norm(width, Some(&t[9]), Some(&t[10]), eps_attention, true);
+        let expanded = dense(&attended, 11);
+        let expanded = match activation {
+            Activation::Gelu => expanded.gelu("none"),
+            Activation::GeluTanh => expanded.gelu("tanh"),
+            Activation::Relu => expanded.relu(),
+        };
+        (dropout(&dense(&expanded, 13), output_dropout) + attended).layer_norm(width, Some(&t[15]), Some(&t[16]), eps_output, true)
+    })
+}

@@ -1,0 +1,128 @@
+//! bertfit-tch: the computations only LibTorch runs, behind one narrow
+//! interface that the model and the optimizer call on every backend.
+//!
+//! * [`fused_block`]: a whole HF `BertLayer` as one node of burn's autodiff
+//!   graph, computed and differentiated by LibTorch (`sdpa` attention,
+//!   `layer_norm`, GELU, dropout with a mask drawn on all cores);
+//! * [`adamw_in_place`] and [`squared_norm`]: AdamW's update and the clipping
+//!   norm written into LibTorch's buffers, as `torch.optim.AdamW` does.
+//!
+//! Each entry point declines (`None`, or its tensors back in `Err`) when the
+//! tensors are not LibTorch's or the crate was built without the `libtorch`
+//! feature; the caller then runs burn's own ops, the reference. This crate
+//! knows burn's tensors and modules, never bertfit's model: the block's
+//! parameters come as the plain [`BlockParams`].
+//!
+//! Why it pays, measured in `results/bench/`: burn-autodiff 0.22.1 records
+//! attention, softmax and LayerNorm as chains of small ops and differentiates
+//! each link into a fresh tensor; one torch node per block took the backward
+//! at seq 32 from about 340 to 130 ms a step.
+
+// Functions that cannot use LibTorch give their tensors back in `Err`.
+#![allow(clippy::result_large_err)]
+
+pub mod dropout_mask;
+
+#[cfg(feature = "libtorch")]
+mod adamw;
+#[cfg(feature = "libtorch")]
+mod autograd;
+#[cfg(feature = "libtorch")]
+mod block;
+#[cfg(feature = "libtorch")]
+mod dropout;
+
+use burn::nn::{LayerNorm, Linear};
+use burn::tensor::Tensor;
+
+/// The feed-forward activation of a block (`hidden_act`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// `gelu` (erf).
+    Gelu,
+    /// `gelu_new` / `gelu_pytorch_tanh`.
+    GeluTanh,
+    Relu,
+}
+
+/// One `BertLayer`'s parameters and settings, as HF names them.
+pub struct BlockParams<'a> {
+    pub query: &'a Linear,
+    pub key: &'a Linear,
+    pub value: &'a Linear,
+    pub num_heads: usize,
+    /// `attention.output`: dense, LayerNorm and its eps.
+    pub attention_output: &'a Linear,
+    pub attention_norm: &'a LayerNorm,
+    pub attention_norm_eps: f64,
+    pub intermediate: &'a Linear,
+    pub activation: Activation,
+    /// `output`: dense, LayerNorm and its eps.
+    pub output: &'a Linear,
+    pub output_norm: &'a LayerNorm,
+    pub output_norm_eps: f64,
+    /// Dropout probabilities of the attention probabilities, `attention.output`
+    /// and `output`; zeros outside training.
+    pub dropout: [f64; 3],
+}
+
+/// The block on `x` `[batch, len, hidden]` with the additive attention mask
+/// `mask_bias` `[batch, heads, len, len]` (none without padding), as one
+/// LibTorch computation; `None` when LibTorch cannot take it.
+pub fn fused_block(params: &BlockParams, x: &Tensor<3>, mask_bias: Option<&Tensor<4>>) -> Option<Tensor<3>> {
+    #[cfg(feature = "libtorch")]
+    return block::bert_layer(params, x, mask_bias);
+    #[cfg(not(feature = "libtorch"))]
+    return {
+        let _ = (params, x, mask_bias);
+        None
+    };
+}
+
+/// One AdamW step's settings, as `torch.optim.AdamW` (single-tensor) applies them.
+#[derive(Debug, Clone, Copy)]
+pub struct AdamWStep {
+    /// Learning rate of this parameter (layer-wise factor applied).
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    /// Decoupled weight decay of this parameter (0 for biases and LayerNorm).
+    pub weight_decay: f64,
+    /// 1 - beta1^t and 1 - beta2^t.
+    pub bias_correction1: f64,
+    pub bias_correction2: f64,
+    /// Global clipping factor applied to the gradient (1 when not clipping).
+    pub grad_scale: f64,
+}
+
+/// AdamW's update of one parameter written in place into the parameter and its
+/// moments: the updated (parameter, first moment, second moment), or the four
+/// tensors back untouched when LibTorch cannot take them.
+pub fn adamw_in_place(
+    param: Tensor<1>,
+    grad: Tensor<1>,
+    m: Tensor<1>,
+    v: Tensor<1>,
+    step: &AdamWStep,
+) -> Result<[Tensor<1>; 3], [Tensor<1>; 4]> {
+    #[cfg(feature = "libtorch")]
+    return adamw::adamw_in_place(param, grad, m, v, step);
+    #[cfg(not(feature = "libtorch"))]
+    return {
+        let _ = step;
+        Err([param, grad, m, v])
+    };
+}
+
+/// The squared L2 norm of a LibTorch tensor as a one-element tensor, without
+/// the full-size temporary of `square().sum()`; `None` for other tensors.
+pub fn squared_norm<const D: usize>(t: &Tensor<D>) -> Option<Tensor<1>> {
+    #[cfg(feature = "libtorch")]
+    return adamw::squared_norm(t);
+    #[cfg(not(feature = "libtorch"))]
+    return {
+        let _ = t;
+        None
+    };
+}

@@ -1,0 +1,375 @@
+//! The fine-tuning loop, top to bottom: epochs of batches (from [`crate::plan`]),
+//! AdamW at the scheduled (and layer-wise scaled) learning rate, evaluation on
+//! dev and test after each epoch without autodiff, the best epoch chosen on
+//! dev. The whole per-epoch curve is kept (the catastrophic-forgetting figure
+//! is made of it), and a run whose loss turns NaN or explodes is recorded as
+//! diverged, with its curve, instead of crashing.
+//!
+//! Everything random is a function of the seed and the position in the run
+//! (data order: seed and epoch; dropout masks: seed and micro-batch), so a run
+//! resumed from a checkpoint continues exactly as the uninterrupted one would.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+use bertfit_data::splits::derive_seed;
+use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use super::evaluate::error_rate;
+use super::trainee::{Examples, TaskData, Trainee};
+use super::{EpochRecord, FinetuneConfig, FinetuneResult, Finetuned, Outcome, TaskErrors};
+use crate::control::RunControl;
+use crate::plan::{Batching, epoch_plan};
+use crate::progress::Progress;
+use crate::resume::{LoopState, load_weights, resume, save};
+use crate::{AdamW, LrSchedule, Schedule};
+
+/// Trains `model` (on the autodiff `device`) on `tasks`, evaluating each on its
+/// dev and test split after every epoch. With `control.checkpoints`, resumes
+/// from the latest checkpoint there and writes new ones as it goes.
+pub fn train_tasks<M: Trainee>(
+    model: M,
+    tasks: &[TaskData<M::Split>],
+    config: &FinetuneConfig,
+    device: &Device,
+    control: &RunControl,
+) -> Result<Outcome<M>> {
+    config.check().map_err(|e| e.within("training"))?;
+    if let Some(task) = tasks.iter().find(|t| t.train.is_empty()) {
+        bail!("the training split of {} is empty", task.name);
+    }
+    let mut optim = AdamW::new(config.optimizer.clone());
+    let (mut model, saved) = resume::<M, FinetuneState>(control, config, model, &mut optim, device)?;
+    let mut state = saved.unwrap_or_else(|| FinetuneState::new(config, control));
+    let mut best = best_model(&model, &state, control)?;
+    let run = Loop::new(&model, tasks, config, device, control, &state);
+
+    let mut diverged = None;
+    while state.epoch < config.epochs {
+        let (trained, end) = run.train_epoch(model, &mut optim, &mut state)?;
+        model = trained;
+        match end {
+            EpochEnd::Complete => {}
+            EpochEnd::Diverged(why) => {
+                diverged = Some(why);
+                break;
+            }
+            EpochEnd::Stopped => {
+                run.bar.abandon();
+                return Ok(Outcome::Stopped { step: state.step });
+            }
+        }
+        let eval_model = model.valid();
+        let record = run.evaluate(&eval_model, &state);
+        let improved = state.end_epoch(record);
+        if improved {
+            best = Some(eval_model);
+        }
+        run.checkpoint(&state, &model, &optim, improved)?;
+    }
+    run.bar.finish();
+    let result = state.into_result(diverged);
+    Ok(Outcome::Finished(Box::new(Finetuned { result, model: best.unwrap_or_else(|| model.valid()) })))
+}
+
+/// Where a run stands; what a checkpoint's `state.json` holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct FinetuneState {
+    config: FinetuneConfig,
+    /// `RunControl::identity` of the run that wrote it.
+    #[serde(default)]
+    identity: Option<String>,
+    /// Current epoch (0-based) and batches of it already trained.
+    epoch: usize,
+    batches_done: usize,
+    step: u64,
+    micro_step: u64,
+    curve: Vec<EpochRecord>,
+    epoch_loss_sum: f64,
+    epoch_batches: usize,
+    epoch_tokens: u64,
+    epoch_seconds: f64,
+    train_tokens: u64,
+    train_seconds: f64,
+    best_epoch: Option<usize>,
+}
+
+impl LoopState for FinetuneState {
+    type Config = FinetuneConfig;
+
+    fn config(&self) -> &FinetuneConfig {
+        &self.config
+    }
+
+    fn identity(&self) -> Option<&str> {
+        self.identity.as_deref()
+    }
+
+    fn step(&self) -> u64 {
+        self.step
+    }
+
+    fn resuming(&self, dir: &Path) -> String {
+        format!("resuming from {} (step {}, epoch {})", dir.display(), self.step, self.epoch + 1)
+    }
+}
+
+impl FinetuneState {
+    fn new(config: &FinetuneConfig, control: &RunControl) -> Self {
+        Self {
+            config: config.clone(),
+            identity: control.identity.clone(),
+            epoch: 0,
+            batches_done: 0,
+            step: 0,
+            micro_step: 0,
+            curve: Vec::new(),
+            epoch_loss_sum: 0.0,
+            epoch_batches: 0,
+            epoch_tokens: 0,
+            epoch_seconds: 0.0,
+            train_tokens: 0,
+            train_seconds: 0.0,
+            best_epoch: None,
+        }
+    }
+
+    /// Adds the epoch's record to the curve and starts the next epoch; whether
+    /// it is the best on dev so far (the first, on ties).
+    fn end_epoch(&mut self, record: EpochRecord) -> bool {
+        let improved = match self.best_epoch {
+            None => true,
+            Some(b) => record.dev_error < self.curve[b - 1].dev_error || self.curve[b - 1].dev_error.is_nan(),
+        };
+        if improved {
+            self.best_epoch = Some(record.epoch);
+        }
+        self.train_tokens += self.epoch_tokens;
+        self.train_seconds += self.epoch_seconds;
+        self.curve.push(record);
+        self.epoch += 1;
+        self.batches_done = 0;
+        self.epoch_loss_sum = 0.0;
+        self.epoch_batches = 0;
+        self.epoch_tokens = 0;
+        self.epoch_seconds = 0.0;
+        improved
+    }
+
+    /// The run's result; a diverged run counts the tokens and time of its last, unfinished epoch.
+    fn into_result(mut self, diverged: Option<String>) -> FinetuneResult {
+        if diverged.is_some() {
+            self.train_tokens += self.epoch_tokens;
+            self.train_seconds += self.epoch_seconds;
+        }
+        let best_record = self.best_epoch.map(|e| self.curve[e - 1].clone());
+        FinetuneResult {
+            best_epoch: self.best_epoch,
+            dev_error: best_record.as_ref().map(|r| r.dev_error),
+            test_error: best_record.as_ref().map(|r| r.test_error),
+            diverged,
+            steps: self.step,
+            train_tokens: self.train_tokens,
+            train_seconds: self.train_seconds,
+            tokens_per_second: self.train_tokens as f64 / self.train_seconds.max(1e-9),
+            curve: self.curve,
+        }
+    }
+}
+
+/// The checkpoint folder that keeps the model of the best epoch.
+fn best_dir(epoch: usize) -> String {
+    format!("best-epoch-{epoch}")
+}
+
+/// The best epoch's model of a resumed run (on a plain device), from its checkpoint.
+fn best_model<M: Trainee>(model: &M, state: &FinetuneState, control: &RunControl) -> Result<Option<M>> {
+    let (Some(epoch), Some(checkpoints)) = (state.best_epoch, control.checkpoints) else { return Ok(None) };
+    let mut best = model.valid();
+    load_weights(&mut best, &checkpoints.dir().join(best_dir(epoch)))?;
+    Ok(Some(best))
+}
+
+/// How an epoch's training ended.
+enum EpochEnd {
+    Complete,
+    /// The loss turned NaN or exploded (why, where).
+    Diverged(String),
+    /// Stopped on request, right after a checkpoint.
+    Stopped,
+}
+
+/// What stays fixed over the run.
+struct Loop<'a, 'd, M: Trainee> {
+    tasks: &'a [TaskData<'d, M::Split>],
+    config: &'a FinetuneConfig,
+    device: &'a Device,
+    eval_device: Device,
+    control: &'a RunControl<'a>,
+    schedule: LrSchedule,
+    num_layers: usize,
+    /// Tokens of each training example, per task.
+    lengths: Vec<Vec<usize>>,
+    batching: Batching,
+    bar: Progress,
+    /// Start of this session, and the tokens trained before it (tokens/s of the session).
+    session_start: Instant,
+    session_tokens_start: u64,
+}
+
+impl<'a, 'd, M: Trainee> Loop<'a, 'd, M> {
+    fn new(
+        model: &M,
+        tasks: &'a [TaskData<'d, M::Split>],
+        config: &'a FinetuneConfig,
+        device: &'a Device,
+        control: &'a RunControl<'a>,
+        state: &FinetuneState,
+    ) -> Self {
+        let lengths: Vec<Vec<usize>> = tasks.iter().map(|t| t.train.lengths()).collect();
+        let batching =
+            Batching { batch_size: config.batch_size, bucketed: config.bucketed, sampling: config.task_sampling, seed: config.seed };
+        let steps_per_epoch = epoch_plan(&lengths, &batching, 0).len().div_ceil(config.grad_accum) as u64;
+        let total_steps = steps_per_epoch * config.epochs as u64;
+        let bar = Progress::new(total_steps, "steps", &control.progress).log_every(steps_per_epoch / 10);
+        bar.set_position(state.step);
+        Self {
+            tasks,
+            config,
+            device,
+            eval_device: device.clone().inner(),
+            control,
+            schedule: config.schedule.build(config.lr, total_steps as usize),
+            num_layers: model.num_layers(),
+            lengths,
+            batching,
+            bar,
+            session_start: Instant::now(),
+            session_tokens_start: state.train_tokens + state.epoch_tokens,
+        }
+    }
+
+    /// Trains the rest of the current epoch: each batch's loss and gradients,
+    /// accumulated over `grad_accum` micro-batches, then an optimizer step.
+    fn train_epoch(&self, mut model: M, optim: &mut AdamW, state: &mut FinetuneState) -> Result<(M, EpochEnd)> {
+        let config = self.config;
+        let epoch = state.epoch;
+        self.bar.set_prefix(format!("epoch {}/{}", epoch + 1, config.epochs));
+        let plan = epoch_plan(&self.lengths, &self.batching, epoch);
+        let mut accumulator = GradientsAccumulator::new();
+        let mut pending = 0;
+        let mut timer = Instant::now();
+        for (b, (task, idx)) in plan.iter().enumerate().skip(state.batches_done) {
+            // Dropout masks depend on the seed and the position in the run only.
+            self.device.seed(derive_seed(config.seed, &format!("dropout/{}", state.micro_step)));
+            let loss = model.loss(*task, self.tasks[*task].train, idx, self.device);
+            let loss_value = loss.clone().into_scalar::<f32>() as f64;
+            if !loss_value.is_finite() || loss_value > config.divergence_loss {
+                let why = format!("training loss {loss_value} at step {} (epoch {}, batch {})", state.step + 1, epoch + 1, b + 1);
+                return Ok((model, EpochEnd::Diverged(why)));
+            }
+            accumulator.accumulate(&model, GradientsParams::from_grads(self.group_mean(loss, b, plan.len()).backward(), &model));
+            pending += 1;
+            state.micro_step += 1;
+            state.batches_done = b + 1;
+            state.epoch_loss_sum += loss_value;
+            state.epoch_batches += 1;
+            state.epoch_tokens += idx.iter().map(|&i| self.lengths[*task][i] as u64).sum::<u64>();
+            if pending < config.grad_accum && b + 1 < plan.len() {
+                continue;
+            }
+            let lr = self.schedule.lr(state.step as usize);
+            let (updated, _grad_norm) = optim.step(model, accumulator.grads(), lr, &|path| config.layerwise.factor(path, self.num_layers));
+            model = updated;
+            pending = 0;
+            state.step += 1;
+            state.epoch_seconds += timer.elapsed().as_secs_f64();
+            timer = Instant::now();
+            self.report_step(state, loss_value, lr);
+            let stop = self.control.stops_at(state.step);
+            if stop || config.checkpoint_every.is_some_and(|n| state.step.is_multiple_of(n)) {
+                self.checkpoint(state, &model, optim, false)?;
+            }
+            if stop {
+                return Ok((model, EpochEnd::Stopped));
+            }
+        }
+        Ok((model, EpochEnd::Complete))
+    }
+
+    /// The loss of batch `b` as its share of the optimizer step's mean over its
+    /// micro-batches; the last group of an epoch may have fewer than `grad_accum`.
+    fn group_mean(&self, loss: Tensor<1>, b: usize, batches: usize) -> Tensor<1> {
+        let accum = self.config.grad_accum;
+        let group_len = accum.min(batches - b / accum * accum);
+        if group_len > 1 { loss.div_scalar(group_len as f64) } else { loss }
+    }
+
+    fn report_step(&self, state: &FinetuneState, loss: f64, lr: f64) {
+        let session_tokens = state.train_tokens + state.epoch_tokens - self.session_tokens_start;
+        let rate = session_tokens as f64 / self.session_start.elapsed().as_secs_f64().max(1e-9);
+        self.bar.update(state.step, format!("loss {loss:.4} lr {lr:.2e} {rate:.0} tok/s"));
+    }
+
+    /// The end of an epoch: dev and test error of every task, without autodiff and dropout.
+    fn evaluate(&self, eval_model: &M, state: &FinetuneState) -> EpochRecord {
+        let eval_start = Instant::now();
+        let batch = self.config.eval_batch_size;
+        let errors: Vec<TaskErrors> = self
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(t, data)| TaskErrors {
+                task: data.name.clone(),
+                dev_error: error_rate(eval_model, t, data.dev, batch, &self.eval_device),
+                test_error: error_rate(eval_model, t, data.test, batch, &self.eval_device),
+            })
+            .collect();
+        let mean = |f: fn(&TaskErrors) -> f64| errors.iter().map(f).sum::<f64>() / errors.len() as f64;
+        let record = EpochRecord {
+            epoch: state.epoch + 1,
+            steps: state.step,
+            train_loss: state.epoch_loss_sum / state.epoch_batches.max(1) as f64,
+            lr: self.schedule.lr(state.step.saturating_sub(1) as usize),
+            dev_error: mean(|e| e.dev_error),
+            test_error: mean(|e| e.test_error),
+            tasks: if errors.len() > 1 { errors } else { Vec::new() },
+            train_tokens: state.epoch_tokens,
+            train_seconds: state.epoch_seconds,
+            eval_seconds: eval_start.elapsed().as_secs_f64(),
+        };
+        self.bar.println(format!(
+            "epoch {}: train loss {:.4}, dev error {:.2}%, test error {:.2}% ({:.0} s training, {:.0} s evaluation)",
+            record.epoch,
+            record.train_loss,
+            100.0 * record.dev_error,
+            100.0 * record.test_error,
+            record.train_seconds,
+            record.eval_seconds
+        ));
+        record
+    }
+
+    /// A checkpoint of where the run stands. `new_best`: the model is the new
+    /// best epoch's, which the checkpoint keeps as `best-epoch-K/` too (a hard
+    /// link to the same file, not a second write).
+    fn checkpoint(&self, state: &FinetuneState, model: &M, optim: &AdamW, new_best: bool) -> Result<()> {
+        let keep = state.best_epoch.map(best_dir);
+        let checkpoints = self.control.checkpoints;
+        save(self.control, state, model, optim, &keep.iter().map(String::as_str).collect::<Vec<_>>(), |dir| {
+            if let (true, Some(keep), Some(checkpoints)) = (new_best, &keep, checkpoints) {
+                let best = checkpoints.dir().join(keep);
+                std::fs::create_dir_all(&best)?;
+                let (from, to) = (dir.join("model.safetensors"), best.join("model.safetensors"));
+                let _ = std::fs::remove_file(&to);
+                if std::fs::hard_link(&from, &to).is_err() {
+                    std::fs::copy(&from, &to)?;
+                }
+            }
+            Ok(())
+        })
+    }
+}
