@@ -5,6 +5,7 @@
 mod bench;
 mod convert;
 mod encode;
+mod fetch;
 mod finetune;
 mod input;
 mod job_args;
@@ -65,6 +66,9 @@ enum Command {
     Convert(convert::Args),
     /// Print the model directory in use (fetching the embedded default if needed).
     ModelDir(model_dir::Args),
+    /// Fetch catalogued datasets into the cache now (pinned downloads, checked
+    /// and unpacked); prints each split's file.
+    Fetch(fetch::Args),
 }
 
 fn main() -> ExitCode {
@@ -79,6 +83,7 @@ fn main() -> ExitCode {
         Command::Schedule(args) => schedule::run(args),
         Command::Convert(args) => convert::run(args),
         Command::ModelDir(args) => model_dir::run(args),
+        Command::Fetch(args) => fetch::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

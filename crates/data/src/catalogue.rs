@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::assets::{self, sha256_file};
+use crate::download::Pinned;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -70,6 +71,11 @@ impl Default for Carve {
 pub struct Split {
     /// Where the split's file (or folder) comes from, in order of preference.
     pub sources: Vec<Source>,
+    /// Its published number of examples: what `reproduce --plan` counts with
+    /// before the data is here. Descriptive: not serialized, so not part of a
+    /// run's identity.
+    #[serde(default, skip_serializing)]
+    pub rows: Option<usize>,
 }
 
 /// One place a split's file can come from: exactly one of `local`, `pip`
@@ -84,10 +90,20 @@ pub struct Source {
     pub version: Option<String>,
     /// The file's path inside the pip package.
     pub path: Option<String>,
-    /// A download for users with internet (needs `curl`).
+    /// A download (fetched into the cache with `curl` on first use).
     pub url: Option<String>,
-    /// Checked for `local` (when given) and `url` (required).
+    /// Checked for `local` (when given) and `url` (this or `md5` required).
     pub sha256: Option<String>,
+    /// A `url`'s md5, where that is the checksum its publisher gives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub md5: Option<String>,
+    /// A `url`'s size in bytes, where published (the progress bar's length).
+    /// Descriptive: not serialized, so not part of a run's identity.
+    #[serde(default, skip_serializing)]
+    pub bytes: Option<u64>,
+    /// A path inside a `url` that is a `.tar.gz` archive (unpacked once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
 }
 
 /// Text encoding of files.
@@ -209,32 +225,20 @@ impl Source {
                 Ok(Ok(ResolvedFile { path: file, origin: format!("pip {pip}=={version}:{path}") }))
             }
             (None, None, Some(url)) => {
-                let Some(sha256) = &self.sha256 else {
-                    bail!("a url source needs key sha256 (url = {url:?})");
+                let pinned = Pinned { url, sha256: self.sha256.as_deref(), md5: self.md5.as_deref(), bytes: self.bytes };
+                if pinned.sha256.is_none() && pinned.md5.is_none() {
+                    bail!("a url source needs key sha256 or md5 (url = {url:?})");
+                }
+                let cache = assets::cache_dir();
+                let fetched = match &self.member {
+                    Some(member) => pinned.fetch_member(&cache, member)?,
+                    None => pinned.fetch(&cache)?,
                 };
-                let name = url.rsplit('/').next().unwrap_or("download");
-                let dir = assets::cache_dir().join("downloads").join(&sha256[..16.min(sha256.len())]);
-                let path = dir.join(name);
-                if path.is_file() && &sha256_file(&path)? == sha256 {
-                    return Ok(Ok(ResolvedFile { path, origin: format!("url {url}") }));
-                }
-                std::fs::create_dir_all(&dir)?;
-                let tmp = dir.join(format!("{name}.partial-{}", std::process::id()));
-                let status = std::process::Command::new("curl").args(["-fsSL", "--retry", "2", "-o"]).arg(&tmp).arg(url).status();
-                match status {
-                    Ok(s) if s.success() => {}
-                    _ => {
-                        let _ = std::fs::remove_file(&tmp);
-                        return Ok(Err(format!("could not download {url}")));
-                    }
-                }
-                let actual = sha256_file(&tmp)?;
-                if &actual != sha256 {
-                    let _ = std::fs::remove_file(&tmp);
-                    bail!("sha256 mismatch for {url}: expected {sha256}, got {actual}");
-                }
-                std::fs::rename(&tmp, &path)?;
-                Ok(Ok(ResolvedFile { path, origin: format!("url {url}") }))
+                let origin = match &self.member {
+                    Some(member) => format!("url {url}:{member}"),
+                    None => format!("url {url}"),
+                };
+                Ok(fetched.map(|path| ResolvedFile { path, origin }))
             }
             _ => bail!("a source has exactly one of the keys local, pip, url"),
         }
@@ -270,7 +274,68 @@ pub fn unavailable(error: &anyhow::Error) -> Option<&Unavailable> {
     error.chain().find_map(|e| e.downcast_ref::<Unavailable>())
 }
 
+/// Where a split would come from, found without fetching anything.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Located {
+    /// On this machine: a local copy, or a download or package in the cache.
+    Here(String),
+    /// A download (or PyPI package) not in the cache yet; its size when known.
+    Fetch { what: String, bytes: Option<u64> },
+    /// No source can supply it here (why each was passed over).
+    Nowhere(Vec<String>),
+}
+
+impl Source {
+    /// Where this source stands, without fetching: `None` when it has no copy
+    /// here and nothing to fetch.
+    pub fn locate(&self) -> std::result::Result<Located, String> {
+        match (&self.local, &self.pip, &self.url) {
+            (Some(local), _, _) => {
+                let path = if local.is_absolute() { local.clone() } else { data_root().join(local) };
+                if path.exists() {
+                    Ok(Located::Here(format!("local {}", path.display())))
+                } else {
+                    Err(format!("no local copy at {}", path.display()))
+                }
+            }
+            (_, Some(pip), _) => {
+                let version = self.version.as_deref().unwrap_or("?");
+                match assets::find_package(pip, version) {
+                    Some(p) if p.unpacked_dir().join(".complete").is_file() => Ok(Located::Here(format!("pip {pip}=={version} (cached)"))),
+                    Some(_) => Ok(Located::Fetch { what: format!("pip {pip}=={version}"), bytes: None }),
+                    None => Err(format!("pip package {pip}=={version} is not pinned")),
+                }
+            }
+            (_, _, Some(url)) => {
+                let pinned = Pinned { url, sha256: self.sha256.as_deref(), md5: self.md5.as_deref(), bytes: self.bytes };
+                if pinned.is_cached(&assets::cache_dir(), self.member.as_deref()) {
+                    Ok(Located::Here(format!("url {url} (cached)")))
+                } else {
+                    Ok(Located::Fetch { what: url.clone(), bytes: self.bytes })
+                }
+            }
+            _ => Err("a source has none of the keys local, pip, url".into()),
+        }
+    }
+}
+
 impl Split {
+    /// The first source at hand, else the first that can be fetched, else why none can.
+    pub fn locate(&self) -> Located {
+        let mut tried = Vec::new();
+        let mut fetch = None;
+        for source in &self.sources {
+            match source.locate() {
+                Ok(Located::Here(origin)) => return Located::Here(origin),
+                Ok(other) => {
+                    fetch.get_or_insert(other);
+                }
+                Err(why) => tried.push(why),
+            }
+        }
+        fetch.unwrap_or(Located::Nowhere(tried))
+    }
+
     /// The first source that is available, or an [`Unavailable`] error listing what was tried.
     pub fn resolve(&self, dataset: &str, split: &str) -> Result<ResolvedFile> {
         let mut tried = Vec::new();
@@ -305,6 +370,13 @@ impl DatasetSpec {
         }
         if self.train.sources.is_empty() {
             bail!("key train.sources: no source given");
+        }
+        for (split, sources) in std::iter::once(("train", &self.train)).chain(self.test.as_ref().map(|t| ("test", t))) {
+            for source in &sources.sources {
+                if source.url.is_none() && (source.md5.is_some() || source.bytes.is_some() || source.member.is_some()) {
+                    bail!("key {split}.sources: md5, bytes and member go with a url source");
+                }
+            }
         }
         Ok(())
     }

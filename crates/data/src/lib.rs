@@ -5,6 +5,7 @@ pub mod assets;
 pub mod batching;
 pub mod catalogue;
 pub mod dataset;
+pub mod download;
 pub mod mlm;
 pub mod readers;
 pub mod splits;
@@ -34,10 +35,31 @@ pub struct PaddedBatch {
     pub len: usize,
 }
 
+/// Padded lengths rounded up to a multiple (a GPU then sees a handful of
+/// shapes, whose kernels it compiles and caches once), never past `cap`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PadTo {
+    pub multiple: usize,
+    pub cap: usize,
+}
+
+impl PadTo {
+    /// The length a batch whose longest sequence has `len` tokens is padded to.
+    pub fn length(&self, len: usize) -> usize {
+        len.next_multiple_of(self.multiple.max(1)).min(self.cap.max(len))
+    }
+}
+
 impl PaddedBatch {
     pub fn new<S: AsRef<[u32]>>(sequences: &[S], pad_id: u32) -> Self {
+        Self::padded(sequences, pad_id, None)
+    }
+
+    /// Padded to the longest sequence, rounded up by `pad_to` when given.
+    pub fn padded<S: AsRef<[u32]>>(sequences: &[S], pad_id: u32, pad_to: Option<PadTo>) -> Self {
         let batch = sequences.len();
-        let len = sequences.iter().map(|s| s.as_ref().len()).max().unwrap_or(0);
+        let longest = sequences.iter().map(|s| s.as_ref().len()).max().unwrap_or(0);
+        let len = pad_to.map_or(longest, |p| p.length(longest));
         let mut input_ids = vec![pad_id as i64; batch * len];
         let mut attention_mask = vec![0; batch * len];
         for (row, seq) in sequences.iter().enumerate() {
