@@ -63,6 +63,19 @@ test: torch
 bench *ARGS: build-all
     {{bin}} bench --python {{venv}}/bin/python {{ARGS}}
 
+# Fill the git-ignored device/ for the GPU check (`bash tools/device_check.sh` there; carry
+# `device`): a stripped, xz-compressed LibTorch build of bertfit, shared/gpu's PyTorch
+# reference scripts with the default model's tokenizer files, and TREC.
+device-bundle: torch
+    {{tch_env}} cargo build --release -p bertfit-cli --no-default-features --features bertfit-cli/tch
+    rm -rf {{root}}/device && mkdir -p {{root}}/device/gpu {{root}}/device/data/trec
+    strip -o {{root}}/device/bertfit.stripped {{bin}}
+    xz -T0 -9 -c {{root}}/device/bertfit.stripped > {{root}}/device/bertfit.xz && rm {{root}}/device/bertfit.stripped
+    cp {{root}}/../shared/gpu/*.py {{root}}/../shared/gpu/minilm_config.json {{root}}/device/gpu/
+    model="$({{bin}} model-dir)"; for f in vocab.txt tokenizer.json tokenizer_config.json special_tokens_map.json; do cp "$model/$f" {{root}}/device/gpu/; done
+    {{bin}} fetch trec | cut -f3 | xargs -I{} cp {} {{root}}/device/data/trec/
+    du -sh {{root}}/device
+
 # Regenerate the HF parity fixture (tests/fixtures/minilm_parity.*).
 fixtures: torch build
     {{venv}}/bin/python tools/make_parity_fixture.py "$({{bin}} model-dir)"

@@ -13,14 +13,12 @@
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use bertfit_model::{Backend, BertConfig, BertForMaskedLM, BertForSequenceClassification, BertInput, HeadConfig};
-use bertfit_train::{AdamW, OptimizerConfig, cross_entropy};
-use burn::module::Module;
-use burn::optim::GradientsParams;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use bertfit_train::cross_entropy;
+use bertfit_train::throughput::{Timing, time_case};
+use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::model_args::ModelArgs;
@@ -58,6 +56,10 @@ pub struct BenchArgs {
     /// Where the Markdown table goes.
     #[arg(long, default_value = "results/bench/bench.md")]
     pub out: PathBuf,
+    /// The classification case's encoder blocks in bf16 mixed precision
+    /// (LibTorch only; `training.precision = "bf16"` of a run).
+    #[arg(long)]
+    pub bf16: bool,
     /// Internal: measure one backend and length, print one JSON line.
     #[arg(long, hide = true)]
     pub worker: Option<String>,
@@ -140,8 +142,9 @@ fn mlm_worker(args: &BenchArgs, backend: Backend, seq_len: usize) -> Result<Meas
         |model: &BertForMaskedLM| {
             let _ = model.forward(input(&device), at(&device)).mlm_logits.into_data();
         },
+        &perf_control,
     );
-    Ok(timing.measurement("mlm", backend, seq_len, batch))
+    Ok(measurement(&timing, "mlm", backend, seq_len, batch))
 }
 
 /// Sends `enable` or `disable` to `perf record --control fifo:CTL,ACK` when
@@ -162,7 +165,8 @@ fn worker(args: &BenchArgs, backend: Backend, seq_len: usize) -> Result<Measurem
     let config = BertConfig::from_file(&dir.join("config.json"))?;
     let device = backend.device()?;
     let train_device = device.clone().autodiff();
-    let (model, _) = BertForSequenceClassification::from_pretrained(&dir, &config, 2, HeadConfig::default(), &train_device)?;
+    let (mut model, _) = BertForSequenceClassification::from_pretrained(&dir, &config, 2, HeadConfig::default(), &train_device)?;
+    model.bert.set_bf16(args.bf16);
     let batch = args.batch;
     let ids = synthetic_ids(batch, seq_len, config.vocab_size);
     let input = |device| BertInput::from_ids(ids.clone(), vec![1; batch * seq_len], [batch, seq_len], device);
@@ -176,85 +180,23 @@ fn worker(args: &BenchArgs, backend: Backend, seq_len: usize) -> Result<Measurem
         |model: &BertForSequenceClassification| {
             let _ = model.forward(input(&device)).into_data();
         },
+        &perf_control,
     );
-    Ok(timing.measurement(&classify(), backend, seq_len, batch))
+    Ok(measurement(&timing, &classify(), backend, seq_len, batch))
 }
 
-/// One case's timings.
-struct Timing {
-    steps: usize,
-    train_secs: f64,
-    infer_steps: usize,
-    infer_secs: f64,
-    /// Seconds summed over the timed steps: forward + loss, backward, optimizer.
-    phases: [f64; 3],
-}
-
-impl Timing {
-    fn measurement(&self, task: &str, backend: Backend, seq_len: usize, batch: usize) -> Measurement {
-        let tokens = (batch * seq_len) as f64;
-        Measurement {
-            task: task.into(),
-            backend: backend.to_string(),
-            seq_len,
-            batch,
-            train_tokens_per_s: tokens * self.steps as f64 / self.train_secs,
-            infer_tokens_per_s: tokens * self.infer_steps as f64 / self.infer_secs,
-            peak_rss_mb: peak_rss_mb(),
-            phase_ms: Some(self.phases.map(|p| 1000.0 * p / self.steps as f64)),
-        }
+fn measurement(timing: &Timing, task: &str, backend: Backend, seq_len: usize, batch: usize) -> Measurement {
+    let tokens = (batch * seq_len) as f64;
+    Measurement {
+        task: task.into(),
+        backend: backend.to_string(),
+        seq_len,
+        batch,
+        train_tokens_per_s: tokens * timing.steps as f64 / timing.train_secs,
+        infer_tokens_per_s: tokens * timing.infer_steps as f64 / timing.infer_secs,
+        peak_rss_mb: peak_rss_mb(),
+        phase_ms: Some(timing.phases.map(|p| 1000.0 * p / timing.steps as f64)),
     }
-}
-
-/// Times `steps` training steps (forward and `loss`, backward, AdamW at `lr`)
-/// after one warm-up step (allocations, kernel selection), with perf sampling
-/// on around the timed ones only; then twice as many inference batches of
-/// `infer` in eval mode, after one warm-up.
-fn time_case<M: Module>(
-    mut model: M,
-    device: &Device,
-    steps: usize,
-    lr: f64,
-    loss: impl Fn(&M) -> Tensor<1>,
-    infer: impl Fn(&M),
-) -> Timing {
-    let mut optim = AdamW::new(OptimizerConfig::default());
-    let mut train_step = |model: M, phases: &mut [f64; 3]| {
-        let start = Instant::now();
-        let loss = loss(&model);
-        let _loss: f32 = loss.clone().into_scalar();
-        let forward = Instant::now();
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        device.sync().ok();
-        let backward = Instant::now();
-        let (model, _) = optim.step(model, grads, lr, &|_| 1.0);
-        device.sync().ok();
-        phases[0] += (forward - start).as_secs_f64();
-        phases[1] += (backward - forward).as_secs_f64();
-        phases[2] += backward.elapsed().as_secs_f64();
-        model
-    };
-    model = train_step(model, &mut [0.0; 3]);
-    device.sync().ok();
-    let mut phases = [0.0f64; 3];
-    perf_control("enable");
-    let start = Instant::now();
-    for _ in 0..steps {
-        model = train_step(model, &mut phases);
-    }
-    device.sync().ok();
-    let train_secs = start.elapsed().as_secs_f64();
-    perf_control("disable");
-
-    let model = model.valid();
-    infer(&model);
-    let infer_steps = steps * 2;
-    let start = Instant::now();
-    for _ in 0..infer_steps {
-        infer(&model);
-    }
-    device.sync().ok();
-    Timing { steps, train_secs, infer_steps, infer_secs: start.elapsed().as_secs_f64(), phases }
 }
 
 fn machine() -> String {
@@ -282,6 +224,9 @@ fn measure_in_child(args: &BenchArgs, model_dir: &Path, side: &str, (task, batch
             "--mlm-batch",
             &args.mlm_batch.to_string(),
         ]);
+        if args.bf16 {
+            cmd.arg("--bf16");
+        }
         cmd
     };
     let out = cmd.args(["--steps", &args.steps.to_string()]).output().with_context(|| format!("cannot start the {side} bench worker"))?;
@@ -337,7 +282,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let model_dir = ModelArgs { model: args.model.clone(), backend: Backend::Flex }.model_dir()?;
     let backends = if args.backends.is_empty() { Backend::available() } else { args.backends.clone() };
     for b in &backends {
-        b.device()?; // a backend not compiled in fails here, before any work
+        b.check()?; // a backend not compiled in (or a CUDA device not here) fails here, before any work
+        if args.bf16 && !b.has_bf16() {
+            bail!("--bf16: backend {b} has no bf16 path (LibTorch only: tch, tch-cuda)");
+        }
     }
     let torch_version = torch_version(&args)?;
     let sides: Vec<String> = torch_version.iter().map(|_| PYTORCH.to_string()).chain(backends.iter().map(|b| b.to_string())).collect();

@@ -41,6 +41,11 @@ pub struct Args {
     /// No progress bars or log lines.
     #[arg(long)]
     quiet: bool,
+    /// Train nothing: print the runs, what they would fetch (with sizes), their
+    /// training tokens, the disk they need and an estimated wall time from a
+    /// short probe of the backend.
+    #[arg(long)]
+    plan: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -56,6 +61,10 @@ pub fn run(args: Args) -> Result<()> {
     };
     match args.name {
         _ if args.list => bertfit_paper::list(&options),
+        Some(name) if args.plan => {
+            print!("{}", bertfit_paper::plan_report(&name, &options)?);
+            Ok(())
+        }
         Some(name) => bertfit_paper::reproduce(&name, &options),
         None => unreachable!("clap requires a name without --list"),
     }

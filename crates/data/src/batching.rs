@@ -1,8 +1,8 @@
 //! Batches: dynamic padding (`PaddedBatch`), optional length bucketing, and
 //! documents × chunks for the hierarchical methods.
 
-use crate::PaddedBatch;
 use crate::splits::{SplitMix64, derive_seed};
+use crate::{PadTo, PaddedBatch};
 
 /// The order of one epoch as batches of example indices. Every example appears
 /// exactly once. With `bucketed`, examples are shuffled, cut into pools of 50
@@ -46,9 +46,9 @@ pub struct ChunkBatch {
 }
 
 impl ChunkBatch {
-    pub fn new<S: AsRef<[u32]>>(documents: &[&[S]], pad_id: u32) -> Self {
+    pub fn new<S: AsRef<[u32]>>(documents: &[&[S]], pad_id: u32, pad_to: Option<PadTo>) -> Self {
         let flat: Vec<&[u32]> = documents.iter().flat_map(|d| d.iter().map(|c| c.as_ref())).collect();
-        Self { chunks: PaddedBatch::new(&flat, pad_id), chunks_per_doc: documents.iter().map(|d| d.len()).collect() }
+        Self { chunks: PaddedBatch::padded(&flat, pad_id, pad_to), chunks_per_doc: documents.iter().map(|d| d.len()).collect() }
     }
 }
 
@@ -76,9 +76,15 @@ mod tests {
     fn chunk_batches_keep_document_boundaries() {
         let a = [vec![101u32, 5, 102], vec![101, 6, 7, 102]];
         let b = [vec![101u32, 8, 102]];
-        let batch = ChunkBatch::new(&[&a[..], &b[..]], 0);
+        let batch = ChunkBatch::new(&[&a[..], &b[..]], 0, None);
         assert_eq!(batch.chunks_per_doc, vec![2, 1]);
         assert_eq!((batch.chunks.batch, batch.chunks.len), (3, 4));
         assert_eq!(batch.chunks.attention_mask, vec![1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 0]);
+        // Rounded up to a multiple of 3, capped at 5: length 4 -> 5 (6 is past the cap).
+        let rounded = ChunkBatch::new(&[&a[..], &b[..]], 0, Some(PadTo { multiple: 3, cap: 5 }));
+        assert_eq!(rounded.chunks.len, 5);
+        assert_eq!(rounded.chunks.input_ids[..5], [101, 5, 102, 0, 0]);
+        assert_eq!(PadTo { multiple: 64, cap: 512 }.length(65), 128);
+        assert_eq!(PadTo { multiple: 64, cap: 500 }.length(490), 500);
     }
 }

@@ -74,9 +74,36 @@ impl Backend {
         }
     }
 
+    /// Whether the backend has a bfloat16 mixed-precision path (LibTorch's fused block).
+    pub fn has_bf16(&self) -> bool {
+        matches!(self, Self::Tch | Self::TchCuda(_))
+    }
+
     /// Backends compiled into this binary.
     pub fn available() -> Vec<Backend> {
         [Self::Flex, Self::Tch, Self::Wgpu].into_iter().filter(|b| b.compiled()).collect()
+    }
+
+    /// Whether the backend can run here, said in one line before any work:
+    /// compiled into this binary, and for CUDA, the device exists.
+    pub fn check(&self) -> Result<()> {
+        if !self.compiled() {
+            return self.device().map(|_| ());
+        }
+        self.check_cuda()
+    }
+
+    /// For `tch-cuda:N`: that LibTorch sees CUDA device N.
+    fn check_cuda(&self) -> Result<()> {
+        if let Self::TchCuda(index) = self {
+            let count = bertfit_tch::cuda_device_count();
+            if *index >= count {
+                let seen =
+                    if count == 0 { "no CUDA device (no NVIDIA GPU or driver)".to_string() } else { format!("{count} CUDA devices") };
+                bail!("backend {self}: LibTorch sees {seen} here; use --backend tch for its CPU");
+            }
+        }
+        Ok(())
     }
 
     /// The burn device (without autodiff).
@@ -95,7 +122,7 @@ impl Backend {
             }
             Self::TchCuda(index) => {
                 #[cfg(feature = "tch")]
-                return Ok(Device::libtorch_cuda(*index));
+                return self.check_cuda().map(|()| Device::libtorch_cuda(*index));
                 let _ = index;
                 bail!("backend {self} is not compiled into this binary: build with the `tch` feature (`just build-tch`)")
             }
@@ -122,6 +149,14 @@ mod tests {
         assert_eq!("auto".parse::<Backend>().unwrap(), if cfg!(feature = "tch") { Backend::Tch } else { Backend::Flex });
         let err = "foo".parse::<Backend>().unwrap_err().to_string();
         assert!(err.contains("unknown backend \"foo\""), "{err}");
+    }
+
+    #[test]
+    fn cuda_that_is_not_here_is_one_line_before_any_work() {
+        let beyond = Backend::TchCuda(bertfit_tch::cuda_device_count());
+        let err = format!("{:#}", beyond.check().unwrap_err());
+        assert!(err.starts_with(&format!("backend {beyond}")) && !err.contains('\n'), "{err}");
+        assert!(Backend::auto().check().is_ok());
     }
 
     #[test]

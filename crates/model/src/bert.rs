@@ -270,6 +270,10 @@ pub struct BertLayer {
     pub attention: BertAttention,
     pub intermediate: BertIntermediate,
     pub output: BertOutput,
+    /// Mixed precision (bfloat16 products, f32 LayerNorm and residuals) where a
+    /// fused kernel offers it (LibTorch); not a weight.
+    #[module(skip)]
+    pub bf16: bool,
 }
 
 impl BertLayer {
@@ -278,6 +282,7 @@ impl BertLayer {
             attention: BertAttention::new(config, device),
             intermediate: BertIntermediate::new(config, device),
             output: BertOutput::new(config.intermediate_size, config, device),
+            bf16: false,
         }
     }
 
@@ -314,6 +319,7 @@ impl BertLayer {
             output_norm: &self.output.LayerNorm,
             output_norm_eps: self.output.layer_norm_eps,
             dropout: [p(&attention.self_attention.dropout), p(&attention.output.dropout), p(&self.output.dropout)],
+            bf16: self.bf16,
         }
     }
 }
@@ -359,6 +365,15 @@ impl BertModel {
             embeddings: BertEmbeddings::new(config, device),
             encoder: BertEncoder { layer: (0..config.num_hidden_layers).map(|_| BertLayer::new(config, device)).collect() },
             pooler: BertPooler::new(config, device),
+        }
+    }
+
+    /// Runs the encoder blocks in mixed precision (bfloat16 products, f32
+    /// LayerNorm, residuals and parameters) or in f32. Only LibTorch's fused
+    /// block has a bfloat16 path: `precision_supported` says which backends.
+    pub fn set_bf16(&mut self, on: bool) {
+        for layer in &mut self.encoder.layer {
+            layer.bf16 = on;
         }
     }
 

@@ -135,6 +135,32 @@ impl BertConfig {
         self.hidden_size / self.num_attention_heads
     }
 
+    /// BERT-base's shape (Devlin et al. 2019: 12 layers, hidden 768, 12 heads).
+    pub fn base(vocab_size: usize) -> Self {
+        let tiny = Self::tiny(vocab_size);
+        Self {
+            hidden_size: 768,
+            num_hidden_layers: 12,
+            num_attention_heads: 12,
+            intermediate_size: 3072,
+            max_position_embeddings: 512,
+            ..tiny
+        }
+    }
+
+    /// BERT-large's shape (24 layers, hidden 1024, 16 heads).
+    pub fn large(vocab_size: usize) -> Self {
+        Self { hidden_size: 1024, num_hidden_layers: 24, num_attention_heads: 16, intermediate_size: 4096, ..Self::base(vocab_size) }
+    }
+
+    /// Parameters of the encoder and embeddings (no task head).
+    pub fn parameter_count(&self) -> usize {
+        let (h, i) = (self.hidden_size, self.intermediate_size);
+        let embeddings = (self.vocab_size + self.max_position_embeddings + self.type_vocab_size) * h + 2 * h;
+        let layer = 4 * (h * h + h) + 2 * (h * i) + i + h + 4 * h;
+        embeddings + self.num_hidden_layers * layer + h * h + h
+    }
+
     /// A tiny random-weight config for tests.
     pub fn tiny(vocab_size: usize) -> Self {
         Self {

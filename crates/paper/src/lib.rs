@@ -12,6 +12,7 @@ pub mod index;
 pub mod list;
 pub mod overrides;
 pub mod plan;
+pub mod plan_report;
 pub mod plots;
 pub mod report;
 pub mod reproduce;
@@ -19,4 +20,5 @@ pub mod stats;
 pub mod table;
 
 pub use list::list;
+pub use plan_report::plan_report;
 pub use reproduce::{ReproduceOptions, reproduce};

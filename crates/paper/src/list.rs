@@ -1,6 +1,6 @@
 //! `bertfit reproduce --list`: each experiment, what it reproduces, and which
 //! cells of a profile can run on this machine (checked without reading the
-//! datasets through).
+//! datasets through or downloading anything).
 
 use std::collections::BTreeMap;
 
@@ -9,7 +9,7 @@ use bertfit_run::PreparedRun;
 use bertfit_run::model_source::model_unavailable;
 
 use crate::grid::{Grid, known, load_experiment};
-use crate::plan::dataset_missing;
+use crate::plan::dataset_needs;
 use crate::reproduce::ReproduceOptions;
 
 /// Prints one line per experiment.
@@ -23,6 +23,7 @@ pub fn list(args: &ReproduceOptions) -> Result<()> {
             let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
             let mut runnable = 0;
             let mut skipped = 0;
+            let mut downloads: BTreeMap<String, Option<u64>> = BTreeMap::new();
             for cell in &grid.cells {
                 let Some(config) = &cell.config else {
                     skipped += 1;
@@ -32,7 +33,9 @@ pub fn list(args: &ReproduceOptions) -> Result<()> {
                     Err(e) => Some(model_unavailable(&e).map(|m| m.to_string()).unwrap_or_else(|| format!("{e:#}"))),
                     Ok(_) => None,
                 };
-                let why = match (model, dataset_missing(config)?) {
+                let needs = dataset_needs(config)?;
+                downloads.extend(needs.fetch);
+                let why = match (model, needs.missing) {
                     (Some(m), Some(d)) => Some(format!("{m}; and {d}")),
                     (m, d) => m.or(d),
                 };
@@ -49,6 +52,10 @@ pub fn list(args: &ReproduceOptions) -> Result<()> {
             );
             for (why, n) in reasons {
                 text.push_str(&format!("; {n} missing: {why}"));
+            }
+            if !downloads.is_empty() {
+                let known: u64 = downloads.values().flatten().sum();
+                text.push_str(&format!("; first fetches {} dataset files ({:.0} MB known)", downloads.len(), known as f64 / 1e6));
             }
             Ok(text)
         })();

@@ -5,7 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::Result;
+use std::path::Path;
+
+use anyhow::{Result, bail};
 use bertfit_data::catalogue;
 use bertfit_model::Backend;
 use bertfit_run::model_source::model_unavailable;
@@ -44,6 +46,7 @@ pub fn plan(grid: &Grid, backend: Option<Backend>) -> Result<Vec<Planned>> {
             planned.push(Planned { cell: i, run });
         }
     }
+    check_disk_for_downloads(&planned)?;
     // Datasets: read each distinct `[data]` once, to mark unavailable ones and
     // refuse empty splits before training.
     let mut seen: BTreeMap<String, Result<(), String>> = BTreeMap::new();
@@ -97,6 +100,7 @@ fn data_key(data: &DataConfig) -> DataConfig {
     key.dataset = String::new();
     key.truncation = None;
     key.max_len = 0;
+    key.pad_to_multiple = None;
     key
 }
 
@@ -115,18 +119,74 @@ fn run_datasets(config: &RunConfig) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// Why a run's datasets are not available here, if they are not.
-pub fn dataset_missing(config: &RunConfig) -> Result<Option<String>> {
+/// What a run's datasets need before it can train, found without fetching.
+#[derive(Debug, Default)]
+pub struct DatasetNeeds {
+    /// Why one of them cannot be had here at all.
+    pub missing: Option<String>,
+    /// Downloads (or packages) still to fetch, each once, with sizes where known.
+    pub fetch: Vec<(String, Option<u64>)>,
+}
+
+/// What a run's datasets need: nothing, downloads, or a copy nobody can fetch.
+pub fn dataset_needs(config: &RunConfig) -> Result<DatasetNeeds> {
+    let mut needs = DatasetNeeds::default();
     for name in run_datasets(config)? {
         let spec = catalogue::find(&name)?;
         for (split, source) in std::iter::once(("train", &spec.train)).chain(spec.test.as_ref().map(|t| ("test", t))) {
-            if let Err(e) = source.resolve(&spec.name, split) {
-                return match catalogue::unavailable(&e) {
-                    Some(why) => Ok(Some(why.to_string())),
-                    None => Err(e),
-                };
+            match source.locate() {
+                catalogue::Located::Here(_) => {}
+                catalogue::Located::Fetch { what, bytes } => {
+                    if !needs.fetch.iter().any(|(w, _)| *w == what) {
+                        needs.fetch.push((what, bytes));
+                    }
+                }
+                catalogue::Located::Nowhere(tried) => {
+                    let why = catalogue::Unavailable { dataset: spec.name.clone(), split: split.into(), tried };
+                    needs.missing.get_or_insert(why.to_string());
+                }
             }
         }
     }
-    Ok(None)
+    Ok(needs)
+}
+
+/// Stops before anything is fetched when the cache's disk cannot hold the
+/// downloads the runs need, archive and unpacked copy (at least twice their size).
+fn check_disk_for_downloads(planned: &[Planned]) -> Result<()> {
+    let mut downloads: BTreeMap<String, u64> = BTreeMap::new();
+    for p in planned {
+        if let Ok(run) = &p.run {
+            downloads.extend(dataset_needs(&run.config)?.fetch.into_iter().map(|(what, bytes)| (what, bytes.unwrap_or(0))));
+        }
+    }
+    let need = 2 * downloads.values().sum::<u64>();
+    let cache = bertfit_data::assets::cache_dir();
+    if let Some(free) = free_bytes(&cache)
+        && need > free
+    {
+        bail!(
+            "the datasets to download need about {:.1} GB (archives and unpacked), and {} has {:.1} GB free; set BERTFIT_CACHE to a larger disk",
+            need as f64 / 1e9,
+            cache.display(),
+            free as f64 / 1e9
+        );
+    }
+    Ok(())
+}
+
+/// Free bytes on the file system holding `path` (or its nearest existing
+/// parent), from `df`; `None` where `df` is not at hand.
+pub fn free_bytes(path: &Path) -> Option<u64> {
+    let mut at = path.to_path_buf();
+    while !at.exists() {
+        at = at.parent()?.to_path_buf();
+        if at.as_os_str().is_empty() {
+            at = ".".into();
+        }
+    }
+    let output = std::process::Command::new("df").arg("-Pk").arg(&at).output().ok()?;
+    let text = String::from_utf8(output.stdout).ok()?;
+    let kb: u64 = text.lines().nth(1)?.split_whitespace().nth(3)?.parse().ok()?;
+    Some(kb * 1024)
 }

@@ -13,7 +13,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use bertfit_data::{BertTokenizer, DatasetSpec, Provenance, catalogue};
 use bertfit_model::{Backend, BertConfig, BertFeatClassifier, BertForSequenceClassification, FeatConfig, save_hf_weights};
-use bertfit_train::{Checkpoints, FeatureSplit, FinetuneResult, Finetuned, Outcome, RunControl};
+use bertfit_train::{Checkpoints, FeatureSplit, FinetuneResult, Finetuned, InvalidSetting, Outcome, Precision, RunControl};
 use burn::module::Module;
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
@@ -46,7 +46,14 @@ impl PreparedRun {
     pub fn prepare(config: &RunConfig, backend: Option<Backend>) -> Result<Self> {
         config.check()?;
         let backend = resolve_backend(backend, config.backend.as_deref())?;
+        if config.training.precision == Precision::Bf16 && !backend.has_bf16() {
+            let why = format!("bf16 runs on the LibTorch backends (tch, tch-cuda) only; backend {backend} trains in fp32");
+            return Err(InvalidSetting::new("training.precision", why).into());
+        }
         let mut config = config.resolved();
+        if config.training.precision == Precision::Auto {
+            config.training.precision = if matches!(backend, Backend::TchCuda(_)) { Precision::Bf16 } else { Precision::Fp32 };
+        }
         config.backend = Some(backend.to_string());
         let model_dir = model_dir(config.model.as_deref())?;
         let bert_config = BertConfig::from_file(&model_dir.join("config.json"))?;
@@ -259,6 +266,8 @@ impl Job<'_> {
                 shared.into_task(target).train()
             }
         };
+        let mut model = model;
+        model.bert.set_bf16(config.training.precision == Precision::Bf16);
         let outcome = bertfit_train::finetune(model, train, dev, test, &config.training, self.device, &self.control)?;
         let Some(finished) = stopped(outcome) else { return Ok(None) };
         if self.options.export_model {

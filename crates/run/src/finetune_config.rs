@@ -83,6 +83,11 @@ pub struct DataConfig {
     /// Long-text handling; head+tail in the paper's proportion when left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub truncation: Option<Truncation>,
+    /// Pad each batch to a multiple of this many tokens (never past the
+    /// window), so that a GPU sees a handful of shapes; left out: to the
+    /// longest sequence of the batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pad_to_multiple: Option<usize>,
 }
 
 fn default_max_len() -> usize {
@@ -103,6 +108,9 @@ impl DataConfig {
     fn check(&self) -> Checked {
         let data = self;
         let truncation = data.truncation();
+        if data.pad_to_multiple == Some(0) {
+            return Err(InvalidSetting::new("data.pad_to_multiple", "must be at least 1 (or left out)"));
+        }
         if data.max_len < 3 {
             return Err(InvalidSetting::new("data.max_len", "must leave room for [CLS], [SEP] and a token (at least 3)"));
         }

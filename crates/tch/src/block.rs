@@ -35,36 +35,45 @@ pub(crate) fn bert_layer(p: &BlockParams, x: &Tensor<3>, mask_bias: Option<&Tens
     let [iw, ib] = linear(p.intermediate);
     let [ow, ob] = linear(p.output);
     let [og, on] = norm(p.output_norm);
+    let bf16 = p.bf16;
     apply([torch(x), qw, qb, kw, kb, vw, vb, aw, ab, ag, an, iw, ib, ow, ob, og, on], move |t| {
         let [attention_dropout, attention_output_dropout, output_dropout] = dropouts;
+        // The kind of the matrix products: f32, or bfloat16 under mixed precision.
+        let kind = if bf16 { tch::Kind::BFloat16 } else { tch::Kind::Float };
+        let low = |x: &tch::Tensor| if x.kind() == kind { x.shallow_clone() } else { x.to_kind(kind) };
         // burn's `Linear` weight is [d_in, d_out]: F.linear takes its transpose.
-        let dense = |x: &tch::Tensor, w: usize| x.linear(&t[w].tr(), Some(&t[w + 1]));
+        let dense = |x: &tch::Tensor, w: usize| low(x).linear(&low(&t[w]).tr(), Some(&low(&t[w + 1])));
         let x = &t[0];
         let (batch, len) = (x.size()[0], x.size()[1]);
         let split = |y: tch::Tensor| y.view([batch, len, heads, -1]).transpose(1, 2);
         let (q, k, v) = (split(dense(x, 1)), split(dense(x, 3)), split(dense(x, 5)));
-        let context = if attention_dropout > 0.0 {
+        let context = if attention_dropout > 0.0 && x.device() == tch::Device::Cpu {
             // What SDPA's math path computes with dropout (torch's fused CPU
-            // attention takes none), with this module's dropout mask.
+            // attention takes none), with this module's dropout mask; the
+            // softmax in f32, as autocast runs it.
             let head_dim = q.size()[3] as f64;
             let scores = (q * head_dim.powf(-0.5)).matmul(&k.transpose(2, 3));
             let scores = match &mask {
-                Some(bias) => scores + bias,
+                Some(bias) => scores.to_kind(tch::Kind::Float) + bias,
                 None => scores,
             };
-            dropout(&scores.softmax(-1, tch::Kind::Float), attention_dropout).matmul(&v)
+            low(&dropout(&scores.softmax(-1, tch::Kind::Float), attention_dropout)).matmul(&v)
         } else {
-            tch::Tensor::scaled_dot_product_attention(&q, &k, &v, mask.as_ref(), 0.0, false, None::<f64>, false)
+            // torch's fused attention (flash / memory-efficient on CUDA), with
+            // its own dropout there.
+            let mask = mask.as_ref().map(&low);
+            tch::Tensor::scaled_dot_product_attention(&q, &k, &v, mask.as_ref(), attention_dropout, false, None::<f64>, false)
         };
         let context = context.transpose(1, 2).reshape([batch, len, -1]);
+        let residual = |y: tch::Tensor, p: f64, x: &tch::Tensor| dropout(&y.to_kind(tch::Kind::Float), p) + x;
         let attended =
-            (dropout(&dense(&context, 7), attention_output_dropout) + x).layer_norm(width, Some(&t[9]), Some(&t[10]), eps_attention, true);
+            residual(dense(&context, 7), attention_output_dropout, x).layer_norm(width, Some(&t[9]), Some(&t[10]), eps_attention, true);
         let expanded = dense(&attended, 11);
         let expanded = match activation {
             Activation::Gelu => expanded.gelu("none"),
             Activation::GeluTanh => expanded.gelu("tanh"),
             Activation::Relu => expanded.relu(),
         };
-        (dropout(&dense(&expanded, 13), output_dropout) + attended).layer_norm(width, Some(&t[15]), Some(&t[16]), eps_output, true)
+        residual(dense(&expanded, 13), output_dropout, &attended).layer_norm(width, Some(&t[15]), Some(&t[16]), eps_output, true)
     })
 }

@@ -35,6 +35,15 @@ mod dropout;
 use burn::nn::{LayerNorm, Linear};
 use burn::tensor::Tensor;
 
+/// How many CUDA devices LibTorch sees here (0 without the `libtorch` feature,
+/// a GPU or its driver).
+pub fn cuda_device_count() -> usize {
+    #[cfg(feature = "libtorch")]
+    return usize::try_from(tch::Cuda::device_count()).unwrap_or(0);
+    #[cfg(not(feature = "libtorch"))]
+    0
+}
+
 /// The feed-forward activation of a block (`hidden_act`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {
@@ -64,6 +73,11 @@ pub struct BlockParams<'a> {
     /// Dropout probabilities of the attention probabilities, `attention.output`
     /// and `output`; zeros outside training.
     pub dropout: [f64; 3],
+    /// Mixed precision as `torch.autocast(dtype=torch.bfloat16)` splits it: the
+    /// matrix products, attention and activation in bfloat16; the residual
+    /// sums, LayerNorm and the softmax statistics in f32. The parameters stay
+    /// f32 (the casts are inside the block, so their gradients arrive in f32).
+    pub bf16: bool,
 }
 
 /// The block on `x` `[batch, len, hidden]` with the additive attention mask

@@ -16,13 +16,14 @@ pub mod progress;
 pub mod resume;
 pub mod schedule;
 pub mod setting;
+pub mod throughput;
 
 pub use checkpoint::Checkpoints;
 pub use control::RunControl;
 pub use feat::FeatureSplit;
 pub use finetune::{
-    EncodedSplit, EpochRecord, Examples, FinetuneConfig, FinetuneResult, Finetuned, Outcome, TaskData, TaskErrors, Trainee, argmax,
-    error_rate, finetune, predict_probabilities, train_tasks,
+    EncodedSplit, EpochRecord, Examples, FinetuneConfig, FinetuneResult, Finetuned, Outcome, Precision, TaskData, TaskErrors, Trainee,
+    argmax, error_rate, finetune, predict_probabilities, train_tasks,
 };
 pub use layerwise::LayerwiseDecay;
 pub use loss::cross_entropy;

@@ -45,6 +45,30 @@ pub struct FinetuneConfig {
     pub divergence_loss: f64,
     /// Checkpoint every N optimizer steps as well as at each epoch end.
     pub checkpoint_every: Option<u64>,
+    /// `fp32`; `bf16`: mixed precision as PyTorch AMP does it (f32 master
+    /// weights, gradients and AdamW state; bfloat16 products and attention;
+    /// f32 LayerNorm, softmax and loss), LibTorch backends only; `auto`: bf16
+    /// on LibTorch CUDA, fp32 elsewhere (resolved before a run's identity).
+    /// Left out of the serialized settings at fp32, so fp32 runs keep their
+    /// identities.
+    #[serde(skip_serializing_if = "Precision::is_fp32")]
+    pub precision: Precision,
+}
+
+/// The arithmetic of the encoder blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    Fp32,
+    Bf16,
+    Auto,
+}
+
+impl Precision {
+    pub fn is_fp32(&self) -> bool {
+        *self == Self::Fp32
+    }
 }
 
 impl Default for FinetuneConfig {
@@ -63,6 +87,7 @@ impl Default for FinetuneConfig {
             seed: 0,
             divergence_loss: 100.0,
             checkpoint_every: None,
+            precision: Precision::Fp32,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! a loss on a batch of one task's examples and class probabilities for
 //! evaluation; [`Examples`] a split it can batch.
 
+use bertfit_data::PadTo;
 use bertfit_data::batching::ChunkBatch;
 use bertfit_model::{BertForMultiTask, BertForSequenceClassification, BertInput};
 use burn::module::Module;
@@ -41,6 +42,9 @@ pub struct EncodedSplit {
     pub labels: Vec<usize>,
     /// The tokenizer's [PAD] id.
     pub pad: u32,
+    /// Batches padded to a multiple of a length (few shapes on a GPU); `None`:
+    /// to the longest sequence of each batch.
+    pub pad_to: Option<PadTo>,
 }
 
 impl Examples for EncodedSplit {
@@ -61,7 +65,7 @@ impl EncodedSplit {
     /// The documents `idx` as one model input, with their chunk counts.
     pub fn input(&self, idx: &[usize], device: &Device) -> (BertInput, Vec<usize>) {
         let docs: Vec<&[Vec<u32>]> = idx.iter().map(|&i| self.docs[i].as_slice()).collect();
-        let batch = ChunkBatch::new(&docs, self.pad);
+        let batch = ChunkBatch::new(&docs, self.pad, self.pad_to);
         let chunks = batch.chunks;
         let input = BertInput::from_ids(chunks.input_ids, chunks.attention_mask, [chunks.batch, chunks.len], device);
         (input, batch.chunks_per_doc)
