@@ -160,9 +160,15 @@ fn check_disk_for_downloads(planned: &[Planned]) -> Result<()> {
             downloads.extend(dataset_needs(&run.config)?.fetch.into_iter().map(|(what, bytes)| (what, bytes.unwrap_or(0))));
         }
     }
-    let need = 2 * downloads.values().sum::<u64>();
     let cache = bertfit_data::assets::cache_dir();
-    if let Some(free) = free_bytes(&cache)
+    room_for_downloads(downloads.values().sum(), &cache, free_bytes(&cache))
+}
+
+/// Downloads of `bytes` need about twice that on `cache`'s disk (archive and
+/// unpacked copy); an error in one line when `free` says it is not there.
+fn room_for_downloads(bytes: u64, cache: &Path, free: Option<u64>) -> Result<()> {
+    let need = 2 * bytes;
+    if let Some(free) = free
         && need > free
     {
         bail!(
@@ -189,4 +195,23 @@ pub fn free_bytes(path: &Path) -> Option<u64> {
     let text = String::from_utf8(output.stdout).ok()?;
     let kb: u64 = text.lines().nth(1)?.split_whitespace().nth(3)?.parse().ok()?;
     Some(kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_disk_that_cannot_hold_the_downloads_is_one_line_naming_the_cache() {
+        let cache = Path::new("/data/cache");
+        let err = room_for_downloads(384_269_937, cache, Some(500_000_000)).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "the datasets to download need about 0.8 GB (archives and unpacked), and /data/cache has 0.5 GB free; set BERTFIT_CACHE to a larger disk"
+        );
+        assert!(room_for_downloads(384_269_937, cache, Some(800_000_000)).is_ok());
+        assert!(room_for_downloads(384_269_937, cache, None).is_ok(), "no df: nothing to say");
+        assert!(room_for_downloads(0, cache, Some(0)).is_ok(), "nothing to fetch");
+        assert!(free_bytes(Path::new(".")).is_some_and(|b| b > 0), "df reads this disk");
+    }
 }
