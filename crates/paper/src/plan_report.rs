@@ -4,9 +4,11 @@
 //! estimate of the wall time from a short probe of the chosen backend at each
 //! cell's shape (random weights: a few training steps and inference batches).
 //!
-//! Token counts are upper bounds: every sequence is counted at its window
-//! (`max_len`, times `max_chunks` for the hierarchical methods), as if no text
-//! were shorter; the estimate is only as good as that and the probe.
+//! Token counts are counted, padding included, when the model and the data are
+//! on this machine (the run's own tokenization, batching and padding); else
+//! they are upper bounds: every sequence at its window (`max_len`, times
+//! `max_chunks` for the hierarchical methods), as if no text were shorter.
+//! The estimate is only as good as that and the probe.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -14,13 +16,17 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Result;
+use bertfit_data::BertTokenizer;
 use bertfit_data::Truncation;
+use bertfit_data::batching::epoch_batches;
 use bertfit_data::catalogue::{self, DatasetSpec};
 use bertfit_data::splits::Subset;
 use bertfit_model::{Backend, BertConfig};
 use bertfit_run::RunConfig;
 use bertfit_run::model_source::{ModelLocated, locate_model};
-use bertfit_run::task::load_dataset;
+use bertfit_run::task::{load_dataset, load_task};
+use bertfit_train::finetune::Examples;
+use bertfit_train::finetune::evaluation_batches;
 use bertfit_train::throughput::probe_classifier;
 
 use crate::grid::{Grid, load_experiment};
@@ -41,6 +47,9 @@ struct CellPlan {
     sizes: Sizes,
     epochs: usize,
     pretrain_tokens: u64,
+    /// Training and evaluation tokens of the run, padding included, when
+    /// counted on the data (else upper bounds are computed).
+    counted_tokens: Option<(u64, u64)>,
 }
 
 /// Train / dev / test examples, and whether they were counted on the data or
@@ -59,12 +68,18 @@ impl CellPlan {
     }
 
     fn train_tokens(&self) -> u64 {
-        self.sizes.train as u64 * self.epochs as u64 * self.tokens_per_example()
+        match self.counted_tokens {
+            Some((train, _)) => train,
+            None => self.sizes.train as u64 * self.epochs as u64 * self.tokens_per_example(),
+        }
     }
 
     /// Dev after every epoch, test once.
     fn eval_tokens(&self) -> u64 {
-        (self.sizes.dev as u64 * self.epochs as u64 + self.sizes.test as u64) * self.tokens_per_example()
+        match self.counted_tokens {
+            Some((_, eval)) => eval,
+            None => (self.sizes.dev as u64 * self.epochs as u64 + self.sizes.test as u64) * self.tokens_per_example(),
+        }
     }
 }
 
@@ -114,9 +129,19 @@ pub fn plan_report(name: &str, options: &ReproduceOptions) -> Result<String> {
 
 fn cell_plan(label: String, config: &RunConfig) -> Result<CellPlan> {
     let model = config.model.clone().unwrap_or_else(|| "all-MiniLM-L6-v2 (default)".into());
-    let (shape, shape_read) = match locate_model(config.model.as_deref()) {
+    let located = locate_model(config.model.as_deref());
+    let (shape, shape_read) = match &located {
         ModelLocated::Here(dir) => (BertConfig::from_file(&dir.join("config.json"))?, true),
         _ => (assumed_shape(&model), false),
+    };
+    let mut sizes = sizes(config)?;
+    let counted_tokens = match &located {
+        ModelLocated::Here(dir) if sizes.counted => {
+            let (tokens, counted) = count_tokens(config, dir)?;
+            sizes = counted;
+            Some(tokens)
+        }
+        _ => None,
     };
     let truncation = config.data.truncation();
     let chunks = match truncation {
@@ -135,10 +160,28 @@ fn cell_plan(label: String, config: &RunConfig) -> Result<CellPlan> {
         seq_len: truncation.sequence_len(config.data.max_len),
         chunks,
         batch: config.training.batch_size,
-        sizes: sizes(config)?,
+        sizes,
         epochs: config.training.epochs,
         pretrain_tokens,
+        counted_tokens,
     })
+}
+
+/// The run's training tokens (every epoch, batched as it will be) and
+/// evaluation tokens (dev after each epoch, test once), padding included, from
+/// its own tokenization of the data; and its split sizes.
+fn count_tokens(config: &RunConfig, model_dir: &Path) -> Result<((u64, u64), Sizes)> {
+    let tokenizer = BertTokenizer::from_model_dir(model_dir)?;
+    let task = load_task(&config.data, &config.data.dataset, &tokenizer)?;
+    let [train, dev, test] = &task.splits;
+    let t = &config.training;
+    let lengths = train.lengths();
+    let train_tokens: u64 =
+        (0..t.epochs).map(|epoch| train.padded_tokens(&epoch_batches(&lengths, t.batch_size, t.seed, epoch, t.bucketed))).sum();
+    let eval = |split| evaluation_batches(split, t.eval_batch_size);
+    let eval_tokens = dev.padded_tokens(&eval(dev)) * t.epochs as u64 + test.padded_tokens(&eval(test));
+    let sizes = Sizes { train: train.docs.len(), dev: dev.docs.len(), test: test.docs.len(), counted: true };
+    Ok(((train_tokens, eval_tokens), sizes))
 }
 
 /// BERT-base or -large by the model's name (Chinese vocabulary for `*chinese*`),
@@ -205,7 +248,10 @@ fn write_fetches(out: &mut String, fetch: &BTreeMap<String, Option<u64>>, missin
 }
 
 fn write_cells(out: &mut String, cells: &[CellPlan], seeds: usize) -> Result<()> {
-    writeln!(out, "\n## Runs (per seed; training tokens are upper bounds: every sequence at its full window)\n")?;
+    writeln!(
+        out,
+        "\n## Runs (per seed; tokens counted with padding where model and data are here, else upper bounds: every sequence at its full window)\n"
+    )?;
     writeln!(out, "| cell | model | layers x hidden | window | batch | train / dev / test | epochs | steps | training tokens |")?;
     writeln!(out, "|---|---|---|---|---|---|---|---|---|")?;
     for c in cells {
@@ -213,7 +259,8 @@ fn write_cells(out: &mut String, cells: &[CellPlan], seeds: usize) -> Result<()>
         let counted = if c.sizes.counted { "" } else { " (published sizes)" };
         let shape = format!("{} x {}{}", c.shape.num_hidden_layers, c.shape.hidden_size, if c.shape_read { "" } else { " (assumed)" });
         let steps = c.sizes.train.div_ceil(c.batch.max(1)) * c.epochs;
-        let pretrain = if c.pretrain_tokens > 0 { format!(" + {} MLM", tokens(c.pretrain_tokens)) } else { String::new() };
+        let mut pretrain = if c.pretrain_tokens > 0 { format!(" + {} MLM", tokens(c.pretrain_tokens)) } else { String::new() };
+        pretrain.push_str(if c.counted_tokens.is_some() { " (counted)" } else { " (at most)" });
         writeln!(
             out,
             "| {} | {} | {shape} | {window} | {} | {} / {} / {}{counted} | {} | {steps} | {}{pretrain} |",
@@ -279,12 +326,12 @@ fn probe_all(cells: &[CellPlan], backends: &[Backend]) -> Result<BTreeMap<ProbeK
     Ok(probes)
 }
 
-/// The probe: the run's batch on a GPU, 2 sequences on a CPU (a CPU's tokens/s
-/// hardly depends on the batch, and a BERT-base step of 24 x 512 tokens takes
-/// minutes there).
+/// The probe: the run's batch on a GPU; on a CPU at most 2,048 tokens a step
+/// (the quick profiles' whole batch; 4 x 512 at BERT-base, whose 24 x 512 step
+/// takes minutes there).
 fn probe(shape: &BertConfig, seq_len: usize, batch: usize, backend: Backend) -> Result<Probe> {
     let start = Instant::now();
-    let batch = if matches!(backend, Backend::TchCuda(_) | Backend::Wgpu) { batch } else { batch.min(2) };
+    let batch = if matches!(backend, Backend::TchCuda(_) | Backend::Wgpu) { batch } else { batch.min((2048 / seq_len).max(1)) };
     let (train, infer) = probe_classifier(shape, seq_len, batch, backend)?;
     Ok(Probe { train, infer, batch, seconds: start.elapsed().as_secs_f64() })
 }
@@ -313,7 +360,7 @@ fn write_estimate(
         }
         writeln!(
             out,
-            "\nEstimated on {backend}: at most {} for all {} runs (token counts are upper bounds; start-up and downloads not included).",
+            "\nEstimated on {backend}: {} for all {} runs (at most, where token counts are upper bounds; start-up and downloads not included).",
             duration(seconds),
             cells.len() * seeds
         )?;

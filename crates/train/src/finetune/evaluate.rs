@@ -7,12 +7,8 @@ use super::trainee::{Examples, Trainee};
 /// Class probabilities of each example of `split` for `task`, [examples][classes].
 /// `model` on a plain device.
 pub fn predict_probabilities<M: Trainee>(model: &M, task: usize, split: &M::Split, batch_size: usize, device: &Device) -> Vec<Vec<f32>> {
-    // Longest first, so that batches pad little and memory peaks at once.
-    let lengths = split.lengths();
-    let mut order: Vec<usize> = (0..split.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
     let mut probabilities = vec![Vec::new(); split.len()];
-    for idx in order.chunks(batch_size.max(1)) {
+    for idx in &evaluation_batches(split, batch_size) {
         let probs = model.probabilities(task, split, idx, device);
         let classes = probs.dims()[1];
         let values = probs.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 probabilities");
@@ -21,6 +17,15 @@ pub fn predict_probabilities<M: Trainee>(model: &M, task: usize, split: &M::Spli
         }
     }
     probabilities
+}
+
+/// The batches evaluation reads a split in: longest first, so that batches
+/// pad little and memory peaks at once.
+pub fn evaluation_batches<S: Examples>(split: &S, batch_size: usize) -> Vec<Vec<usize>> {
+    let lengths = split.lengths();
+    let mut order: Vec<usize> = (0..split.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
+    order.chunks(batch_size.max(1)).map(|c| c.to_vec()).collect()
 }
 
 /// The index of the largest probability (the first, on ties).

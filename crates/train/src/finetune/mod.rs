@@ -12,7 +12,7 @@ use anyhow::Result;
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
-pub use evaluate::{argmax, error_rate, predict_probabilities};
+pub use evaluate::{argmax, error_rate, evaluation_batches, predict_probabilities};
 pub use train_loop::train_tasks;
 pub use trainee::{EncodedSplit, Examples, TaskData, Trainee, label_tensor};
 

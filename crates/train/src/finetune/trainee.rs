@@ -62,6 +62,19 @@ impl Examples for EncodedSplit {
 }
 
 impl EncodedSplit {
+    /// Tokens the model reads for these batches, padding included: each batch
+    /// is every chunk of its documents at the batch's padded length.
+    pub fn padded_tokens(&self, batches: &[Vec<usize>]) -> u64 {
+        let mut tokens = 0;
+        for idx in batches {
+            let chunks: Vec<&Vec<u32>> = idx.iter().flat_map(|&i| self.docs[i].iter()).collect();
+            let longest = chunks.iter().map(|c| c.len()).max().unwrap_or(0);
+            let len = self.pad_to.map_or(longest, |p| p.length(longest));
+            tokens += (chunks.len() * len) as u64;
+        }
+        tokens
+    }
+
     /// The documents `idx` as one model input, with their chunk counts.
     pub fn input(&self, idx: &[usize], device: &Device) -> (BertInput, Vec<usize>) {
         let docs: Vec<&[Vec<u32>]> = idx.iter().map(|&i| self.docs[i].as_slice()).collect();
