@@ -164,12 +164,22 @@ impl Pinned<'_> {
                 let _ = pipe.read_to_string(&mut stderr);
             }
             last_error = stderr.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("curl failed").trim().to_string();
+            // 33: the server cannot resume; start over.
+            if status.code() == Some(33) {
+                let _ = std::fs::remove_file(partial);
+                continue;
+            }
             // 6: host not resolved, 7: no connection, 28: timed out: offline; no point retrying.
             if matches!(status.code(), Some(6 | 7 | 28)) || file_len(partial) == have {
                 break;
             }
         }
         bar.abandon();
+        // A partial file that is already whole (a range past its end is refused):
+        // the checks decide.
+        if file_len(partial) > 0 && self.check(partial).is_ok() {
+            return Ok(Ok(()));
+        }
         Ok(Err(last_error))
     }
 }

@@ -20,6 +20,11 @@ struct Log {
 /// A one-thread HTTP/1.1 server: `files` by path, `Range: bytes=N-` answered
 /// with 206; the first full response of a path in `cut` stops after that many bytes.
 fn serve(files: HashMap<String, Vec<u8>>, cut: HashMap<String, usize>) -> (String, Arc<Mutex<Log>>) {
+    serve_with(files, cut, true)
+}
+
+/// As [`serve`]; without `ranges`, a `Range` header is ignored (200, the whole file).
+fn serve_with(files: HashMap<String, Vec<u8>>, cut: HashMap<String, usize>, ranges: bool) -> (String, Arc<Mutex<Log>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let log = Arc::new(Mutex::new(Log::default()));
@@ -28,13 +33,13 @@ fn serve(files: HashMap<String, Vec<u8>>, cut: HashMap<String, usize>) -> (Strin
         let mut cut = cut;
         for stream in listener.incoming() {
             let Ok(stream) = stream else { continue };
-            answer(stream, &files, &mut cut, &seen);
+            answer(stream, &files, &mut cut, &seen, ranges);
         }
     });
     (base, log)
 }
 
-fn answer(mut stream: TcpStream, files: &HashMap<String, Vec<u8>>, cut: &mut HashMap<String, usize>, log: &Mutex<Log>) {
+fn answer(mut stream: TcpStream, files: &HashMap<String, Vec<u8>>, cut: &mut HashMap<String, usize>, log: &Mutex<Log>, ranges: bool) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut line = String::new();
     reader.read_line(&mut line).unwrap();
@@ -56,7 +61,11 @@ fn answer(mut stream: TcpStream, files: &HashMap<String, Vec<u8>>, cut: &mut Has
         let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         return;
     };
-    let start = range.as_deref().and_then(|r| r.strip_prefix("bytes=")).and_then(|r| r.trim_end_matches('-').parse::<usize>().ok());
+    let start = range
+        .as_deref()
+        .filter(|_| ranges)
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.trim_end_matches('-').parse::<usize>().ok());
     let head = match start {
         Some(start) => format!(
             "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {start}-{}/{}\r\nConnection: close\r\n\r\n",
@@ -137,6 +146,21 @@ fn download_resumes_after_a_cut_is_checked_unpacked_and_then_works_offline() {
 
     let missing = format!("{:#}", pinned.fetch_member(cache.path(), "corpus_csv/dev.csv").unwrap_err());
     assert!(missing.contains("corpus_csv/dev.csv is not in"), "{missing}");
+}
+
+#[test]
+fn a_cut_download_from_a_server_that_cannot_resume_starts_over() {
+    let (bytes, train) = archive();
+    let (sha256, _) = checksums(&bytes);
+    let path = "/corpus_csv.tgz".to_string();
+    let (base, log) = serve_with(HashMap::from([(path.clone(), bytes.clone())]), HashMap::from([(path, bytes.len() / 3)]), false);
+    let cache = tempfile::tempdir().unwrap();
+    let url = format!("{base}/corpus_csv.tgz");
+    let pinned = Pinned { url: &url, sha256: Some(&sha256), md5: None, bytes: Some(bytes.len() as u64) };
+    let file = pinned.fetch_member(cache.path(), "corpus_csv/train.csv").unwrap().unwrap();
+    assert_eq!(std::fs::read_to_string(file).unwrap(), train);
+    let requests = log.lock().unwrap().requests.clone();
+    assert!(requests.len() >= 3 && requests.last().unwrap().1.is_none(), "cut, refused resume, whole again: {requests:?}");
 }
 
 #[test]
