@@ -186,14 +186,14 @@ fn worker(args: &BenchArgs, backend: Backend, seq_len: usize) -> Result<Measurem
 }
 
 fn measurement(timing: &Timing, task: &str, backend: Backend, seq_len: usize, batch: usize) -> Measurement {
-    let tokens = (batch * seq_len) as f64;
+    let (train_tokens_per_s, infer_tokens_per_s) = timing.tokens_per_s(batch * seq_len);
     Measurement {
         task: task.into(),
         backend: backend.to_string(),
         seq_len,
         batch,
-        train_tokens_per_s: tokens * timing.steps as f64 / timing.train_secs,
-        infer_tokens_per_s: tokens * timing.infer_steps as f64 / timing.infer_secs,
+        train_tokens_per_s,
+        infer_tokens_per_s,
         peak_rss_mb: peak_rss_mb(),
         phase_ms: Some(timing.phases.map(|p| 1000.0 * p / timing.steps as f64)),
     }

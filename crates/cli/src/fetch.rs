@@ -16,8 +16,7 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     for name in &args.names {
         let spec = catalogue::find(name)?;
-        let splits = std::iter::once(("train", &spec.train)).chain(spec.test.as_ref().map(|t| ("test", t)));
-        for (split, sources) in splits {
+        for (split, sources) in spec.splits() {
             let file = sources.resolve(&spec.name, split)?;
             println!("{}\t{split}\t{}\t{}", spec.name, file.path.display(), file.origin);
         }

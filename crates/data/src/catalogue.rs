@@ -196,7 +196,7 @@ impl Source {
         match (&self.local, &self.pip, &self.url) {
             (Some(local), None, None) => {
                 let sha256 = &self.sha256;
-                let path = if local.is_absolute() { local.clone() } else { data_root().join(local) };
+                let path = local_path(local);
                 if !path.exists() {
                     return Ok(Err(format!("no local copy at {}", path.display())));
                 }
@@ -225,7 +225,7 @@ impl Source {
                 Ok(Ok(ResolvedFile { path: file, origin: format!("pip {pip}=={version}:{path}") }))
             }
             (None, None, Some(url)) => {
-                let pinned = Pinned { url, sha256: self.sha256.as_deref(), md5: self.md5.as_deref(), bytes: self.bytes };
+                let pinned = self.pinned(url);
                 if pinned.sha256.is_none() && pinned.md5.is_none() {
                     bail!("a url source needs key sha256 or md5 (url = {url:?})");
                 }
@@ -285,13 +285,23 @@ pub enum Located {
     Nowhere(Vec<String>),
 }
 
+/// A `local` source's path: absolute, or under the data root.
+fn local_path(local: &Path) -> PathBuf {
+    if local.is_absolute() { local.to_path_buf() } else { data_root().join(local) }
+}
+
 impl Source {
-    /// Where this source stands, without fetching: `None` when it has no copy
-    /// here and nothing to fetch.
+    /// A `url` source's download, as pinned by this source's checksums and size.
+    fn pinned<'a>(&'a self, url: &'a str) -> Pinned<'a> {
+        Pinned { url, sha256: self.sha256.as_deref(), md5: self.md5.as_deref(), bytes: self.bytes }
+    }
+
+    /// Where this source stands, without fetching: `Err` (why) when it has no
+    /// copy here and nothing to fetch.
     pub fn locate(&self) -> std::result::Result<Located, String> {
         match (&self.local, &self.pip, &self.url) {
             (Some(local), _, _) => {
-                let path = if local.is_absolute() { local.clone() } else { data_root().join(local) };
+                let path = local_path(local);
                 if path.exists() {
                     Ok(Located::Here(format!("local {}", path.display())))
                 } else {
@@ -307,8 +317,7 @@ impl Source {
                 }
             }
             (_, _, Some(url)) => {
-                let pinned = Pinned { url, sha256: self.sha256.as_deref(), md5: self.md5.as_deref(), bytes: self.bytes };
-                if pinned.is_cached(&assets::cache_dir(), self.member.as_deref()) {
+                if self.pinned(url).is_cached(&assets::cache_dir(), self.member.as_deref()) {
                     Ok(Located::Here(format!("url {url} (cached)")))
                 } else {
                     Ok(Located::Fetch { what: url.clone(), bytes: self.bytes })
@@ -350,6 +359,11 @@ impl Split {
 }
 
 impl DatasetSpec {
+    /// The splits the file gives, by name: `train`, and `test` when given.
+    pub fn splits(&self) -> impl Iterator<Item = (&'static str, &Split)> {
+        std::iter::once(("train", &self.train)).chain(self.test.as_ref().map(|t| ("test", t)))
+    }
+
     pub fn from_file(path: &Path) -> Result<Self> {
         let spec: Self = read_toml(path)?;
         spec.validate().with_context(|| format!("in {}", path.display()))?;
@@ -371,7 +385,7 @@ impl DatasetSpec {
         if self.train.sources.is_empty() {
             bail!("key train.sources: no source given");
         }
-        for (split, sources) in std::iter::once(("train", &self.train)).chain(self.test.as_ref().map(|t| ("test", t))) {
+        for (split, sources) in self.splits() {
             for source in &sources.sources {
                 if source.url.is_none() && (source.md5.is_some() || source.bytes.is_some() || source.member.is_some()) {
                     bail!("key {split}.sources: md5, bytes and member go with a url source");

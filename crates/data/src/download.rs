@@ -50,8 +50,13 @@ impl Pinned<'_> {
     /// already: nothing to fetch.
     pub fn is_cached(&self, cache: &Path, member: Option<&str>) -> bool {
         let Ok(dir) = self.folder(cache) else { return false };
-        let verified = dir.join(format!("{}.verified", self.file_name())).is_file();
-        verified && member.is_none_or(|m| dir.join("unpacked").join(".complete").is_file() && dir.join("unpacked").join(m).exists())
+        let unpacked = dir.join("unpacked");
+        self.verified_marker(&dir).is_file() && member.is_none_or(|m| unpacked.join(".complete").is_file() && unpacked.join(m).exists())
+    }
+
+    /// The file beside a download that says it passed its checks.
+    fn verified_marker(&self, dir: &Path) -> PathBuf {
+        dir.join(format!("{}.verified", self.file_name()))
     }
 
     /// The downloaded file, fetched first when it is not in the cache; `Err`
@@ -61,7 +66,7 @@ impl Pinned<'_> {
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let _turn = lock(&dir)?;
         let path = dir.join(self.file_name());
-        let verified = dir.join(format!("{}.verified", self.file_name()));
+        let verified = self.verified_marker(&dir);
         if path.is_file() && verified.is_file() {
             return Ok(Ok(path));
         }
@@ -90,9 +95,10 @@ impl Pinned<'_> {
             Ok(archive) => archive,
             Err(why) => return Ok(Err(why)),
         };
-        let dir = self.folder(cache)?.join("unpacked");
+        let folder = self.folder(cache)?;
+        let dir = folder.join("unpacked");
         if !dir.join(".complete").is_file() {
-            let _turn = lock(&self.folder(cache)?)?;
+            let _turn = lock(&folder)?;
             if !dir.join(".complete").is_file() {
                 unpack(&archive, &dir)?;
             }

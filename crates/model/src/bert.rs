@@ -370,7 +370,7 @@ impl BertModel {
 
     /// Runs the encoder blocks in mixed precision (bfloat16 products, f32
     /// LayerNorm, residuals and parameters) or in f32. Only LibTorch's fused
-    /// block has a bfloat16 path: `precision_supported` says which backends.
+    /// block has a bfloat16 path: `Backend::has_bf16` says which backends.
     pub fn set_bf16(&mut self, on: bool) {
         for layer in &mut self.encoder.layer {
             layer.bf16 = on;

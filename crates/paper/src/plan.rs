@@ -133,7 +133,7 @@ pub fn dataset_needs(config: &RunConfig) -> Result<DatasetNeeds> {
     let mut needs = DatasetNeeds::default();
     for name in run_datasets(config)? {
         let spec = catalogue::find(&name)?;
-        for (split, source) in std::iter::once(("train", &spec.train)).chain(spec.test.as_ref().map(|t| ("test", t))) {
+        for (split, source) in spec.splits() {
             match source.locate() {
                 catalogue::Located::Here(_) => {}
                 catalogue::Located::Fetch { what, bytes } => {

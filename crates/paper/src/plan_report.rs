@@ -100,19 +100,20 @@ pub fn plan_report(name: &str, options: &ReproduceOptions) -> Result<String> {
         if !backends.contains(&backend) {
             backends.push(backend);
         }
-        match locate_model(config.model.as_deref()) {
+        let located = locate_model(config.model.as_deref());
+        match &located {
             ModelLocated::Here(_) => {}
             ModelLocated::Fetch(what) => {
                 fetch.insert(format!("model {what}"), None);
             }
-            ModelLocated::Missing(why) => *missing.entry(why).or_default() += 1,
+            ModelLocated::Missing(why) => *missing.entry(why.clone()).or_default() += 1,
         }
         let needs = dataset_needs(config)?;
         fetch.extend(needs.fetch.into_iter().map(|(what, bytes)| (format!("data {what}"), bytes)));
         if let Some(why) = needs.missing {
             *missing.entry(why).or_default() += 1;
         }
-        cells.push(cell_plan(label, config)?);
+        cells.push(cell_plan(label, config, &located)?);
     }
     let seeds = grid.seeds.len();
     let runs = cells.len() * seeds;
@@ -127,21 +128,25 @@ pub fn plan_report(name: &str, options: &ReproduceOptions) -> Result<String> {
     Ok(out)
 }
 
-fn cell_plan(label: String, config: &RunConfig) -> Result<CellPlan> {
+fn cell_plan(label: String, config: &RunConfig, located: &ModelLocated) -> Result<CellPlan> {
     let model = config.model.clone().unwrap_or_else(|| "all-MiniLM-L6-v2 (default)".into());
-    let located = locate_model(config.model.as_deref());
-    let (shape, shape_read) = match &located {
+    let (shape, shape_read) = match located {
         ModelLocated::Here(dir) => (BertConfig::from_file(&dir.join("config.json"))?, true),
         _ => (assumed_shape(&model), false),
     };
-    let mut sizes = sizes(config)?;
-    let counted_tokens = match &located {
-        ModelLocated::Here(dir) if sizes.counted => {
-            let (tokens, counted) = count_tokens(config, dir)?;
-            sizes = counted;
-            Some(tokens)
+    let spec = catalogue::find(&config.data.dataset)?;
+    let data_here = located_here(&spec);
+    // The data read once: tokenized when the model is here too, else only split.
+    let (sizes, counted_tokens) = match located {
+        ModelLocated::Here(dir) if data_here => {
+            let (tokens, sizes) = count_tokens(config, dir)?;
+            (sizes, Some(tokens))
         }
-        _ => None,
+        _ if data_here => {
+            let dataset = load_dataset(&config.data, &config.data.dataset)?;
+            (Sizes { train: dataset.train.len(), dev: dataset.dev.len(), test: dataset.test.len(), counted: true }, None)
+        }
+        _ => (published_sizes(config, &spec), None),
     };
     let truncation = config.data.truncation();
     let chunks = match truncation {
@@ -191,15 +196,10 @@ fn assumed_shape(model: &str) -> BertConfig {
     if model.contains("large") { BertConfig::large(vocab) } else { BertConfig::base(vocab) }
 }
 
-/// The run's example counts: counted when its dataset is here, else from the
-/// catalogue's published sizes with the run's carving and sampling applied.
-fn sizes(config: &RunConfig) -> Result<Sizes> {
+/// The run's example counts from the catalogue's published sizes, with the
+/// run's carving and sampling applied (its dataset is not here to count).
+fn published_sizes(config: &RunConfig, spec: &DatasetSpec) -> Sizes {
     let data = &config.data;
-    let spec = catalogue::find(&data.dataset)?;
-    if located_here(&spec) {
-        let dataset = load_dataset(data, &data.dataset)?;
-        return Ok(Sizes { train: dataset.train.len(), dev: dataset.dev.len(), test: dataset.test.len(), counted: true });
-    }
     let rows = spec.train.rows.unwrap_or(0);
     let (test, given_test) = match &spec.test {
         Some(test) => (test.rows.unwrap_or(0), true),
@@ -217,17 +217,16 @@ fn sizes(config: &RunConfig) -> Result<Sizes> {
         dev_sampled = (dev as f64 * kept as f64 / train.max(1) as f64).round() as usize;
         train = kept;
     }
-    Ok(Sizes {
+    Sizes {
         train,
         dev: data.dev_size.map_or(dev_sampled, |n| n.min(dev)),
         test: data.test_size.map_or(test, |n| n.min(test)),
         counted: false,
-    })
+    }
 }
 
 fn located_here(spec: &DatasetSpec) -> bool {
-    let here = |split: &catalogue::Split| matches!(split.locate(), catalogue::Located::Here(_));
-    here(&spec.train) && spec.test.as_ref().is_none_or(here)
+    spec.splits().all(|(_, split)| matches!(split.locate(), catalogue::Located::Here(_)))
 }
 
 fn write_fetches(out: &mut String, fetch: &BTreeMap<String, Option<u64>>, missing: &BTreeMap<String, usize>) -> Result<()> {
