@@ -35,7 +35,7 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(i) = texts.iter().position(|t| t.trim().is_empty()) {
         bail!("line {} of {} is empty", i + 1, input.map(|p| p.display().to_string()).unwrap_or_else(|| "standard input".into()));
     }
-    let examples: Vec<Example> = texts.into_iter().map(|text| Example { text, label: 0 }).collect();
+    let examples: Vec<Example> = texts.into_iter().map(|text| Example::new(text, 0)).collect();
     let (split, _) = encode(&tokenizer, &examples, exported.truncation, exported.max_len, None)?;
     let probabilities = predict_probabilities(&model, 0, &split, args.batch_size, &device);
     let mut stdout = std::io::stdout().lock();

@@ -59,6 +59,7 @@ pub fn run(args: Args) -> Result<()> {
         keep_models: args.keep_models,
         quiet: args.quiet,
     };
+    options.check()?;
     match args.name {
         _ if args.list => bertfit_paper::list(&options),
         Some(name) if args.plan => {

@@ -1,37 +1,13 @@
 //! The `bertfit` binary on bad input and on a tiny random-weight model:
 //! one-line errors, non-zero exits, no panics.
 
-use std::io::Write;
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
-use bertfit_model::{BertConfig, BertModel, save_hf_weights};
 use burn::tensor::Device;
-
-const WORDS: &[&str] = &["the", "a", "movie", "was", "good", "bad", "very", "plot", "!", ".", ",", "it", "is"];
-
-/// A tiny model directory: random weights, config.json, vocab.txt.
-fn tiny_model(dir: &Path) {
-    let mut vocab: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"].iter().map(|s| s.to_string()).collect();
-    vocab.extend(WORDS.iter().map(|s| s.to_string()));
-    vocab.extend(('a'..='z').map(|c| format!("##{c}")));
-    std::fs::write(dir.join("vocab.txt"), vocab.join("\n") + "\n").unwrap();
-    let config = BertConfig::tiny(vocab.len());
-    save_hf_weights(&BertModel::new(&config, &Device::flex()), dir).unwrap();
-    config.save(&dir.join("config.json"), "BertModel").unwrap();
-}
-
-fn bertfit(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bertfit"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    child.wait_with_output().unwrap()
-}
+use common::{bertfit, tiny_model, toy_dataset};
 
 /// Fails with one line on stderr that contains `needle`.
 fn assert_clean_error(out: &Output, needle: &str) {
@@ -105,39 +81,6 @@ fn bad_inputs_get_one_line_errors() {
 
 /// What `auto` picks in this build.
 const DEFAULT_BACKEND: &str = if cfg!(feature = "tch") { "tch" } else { "flex" };
-
-const GOOD: &[&str] = &["good", "very", "!", "it", "is"];
-const BAD: &[&str] = &["bad", "plot", ".", ",", "was"];
-
-/// A two-class dataset (TREC's `LABEL:fine text` format) whose classes use
-/// different words; returns the dataset TOML.
-fn toy_dataset(dir: &Path) -> std::path::PathBuf {
-    let mut state = 17u64;
-    let mut lines = |n: usize| {
-        (0..n)
-            .map(|i| {
-                let (label, words) = if i % 2 == 0 { ("GOOD", GOOD) } else { ("BAD", BAD) };
-                let text: Vec<&str> = (0..3 + i % 5)
-                    .map(|_| {
-                        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                        words[(state >> 33) as usize % words.len()]
-                    })
-                    .collect();
-                format!("{label}:x the movie {}\n", text.join(" "))
-            })
-            .collect::<String>()
-    };
-    std::fs::write(dir.join("train.label"), lines(80)).unwrap();
-    std::fs::write(dir.join("test.label"), lines(20)).unwrap();
-    let toml = format!(
-        "name = \"toy\"\ndescription = \"two made-up classes\"\nclasses = [\"GOOD\", \"BAD\"]\ndomain = \"sentiment\"\nformat = {{ kind = \"trec_label\" }}\ncarve = {{ dev = 0.25 }}\n\
-         [train]\nsources = [{{ local = \"{0}/train.label\" }}]\n[test]\nsources = [{{ local = \"{0}/test.label\" }}]\n",
-        dir.display()
-    );
-    let path = dir.join("toy.toml");
-    std::fs::write(&path, toml).unwrap();
-    path
-}
 
 fn run_toml(dir: &Path, model: &Path, dataset: &Path, extra: &str) -> std::path::PathBuf {
     let text = format!(
@@ -490,6 +433,10 @@ fn reproduce_refuses_bad_settings_before_any_training() {
     assert_clean_error(&out, &format!("toy.toml:{line}:"));
     let unknown = bertfit(&["reproduce", "no-such-thing"], b"");
     assert_clean_error(&unknown, "truncation");
+    let no_seeds = bertfit(&["reproduce", "truncation", "--seeds", "0"], b"");
+    assert_clean_error(&no_seeds, "--seeds 0: a cell needs at least one seed");
+    let nowhere = bertfit(&["reproduce", "truncation", "--experiments", "/nonexistent"], b"");
+    assert_clean_error(&nowhere, "--experiments /nonexistent: no such folder");
 }
 
 #[test]

@@ -182,6 +182,30 @@ pub fn data_root() -> PathBuf {
     std::env::var_os("BERTFIT_DATA_ROOT").filter(|v| !v.is_empty()).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("datasets/local"))
 }
 
+/// `path` as results record it, naming no machine's folders: under the cache
+/// `$BERTFIT_CACHE/...`, under the data root `$BERTFIT_DATA_ROOT/...`, under
+/// the working directory relative to it; any other path as given.
+pub fn portable_path(path: &Path) -> PathBuf {
+    let canonical = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    let full = canonical(path);
+    for (name, root) in [("$BERTFIT_CACHE", assets::cache_dir()), ("$BERTFIT_DATA_ROOT", data_root())] {
+        if let Ok(rest) = full.strip_prefix(canonical(&root)) {
+            return Path::new(name).join(rest);
+        }
+    }
+    match std::env::current_dir().ok().and_then(|cwd| full.strip_prefix(canonical(&cwd)).ok().map(Path::to_path_buf)) {
+        Some(rest) => rest,
+        None => path.to_path_buf(),
+    }
+}
+
+impl ResolvedFile {
+    /// The same file named by [`portable_path`].
+    pub fn portable(&self) -> Self {
+        Self { path: portable_path(&self.path), origin: self.origin.clone() }
+    }
+}
+
 /// A split's file as resolved, with its checksum, for provenance.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ResolvedFile {

@@ -26,6 +26,13 @@ pub struct Provenance {
     pub test_sample: Option<usize>,
 }
 
+impl Provenance {
+    /// The same, its files named by [`crate::catalogue::portable_path`].
+    pub fn portable(&self) -> Self {
+        Self { files: self.files.iter().map(|f| f.portable()).collect(), ..self.clone() }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Dataset {
     pub name: String,
@@ -57,9 +64,10 @@ impl Dataset {
         let (test, test_carved) = match &spec.test {
             Some(split) => {
                 let file = split.resolve(&spec.name, "test")?;
-                let read = read_split(spec, &file.path)?;
+                let mut read = read_split(spec, &file.path)?;
                 files.push(file);
                 skipped += read.skipped_empty;
+                read.examples.iter_mut().for_each(|e| e.origin.test_file = true);
                 (read.examples, None)
             }
             None => {

@@ -15,7 +15,7 @@ pub mod truncation;
 
 pub use catalogue::DatasetSpec;
 pub use dataset::{Dataset, Provenance};
-pub use readers::Example;
+pub use readers::{Example, Origin};
 pub use tokenize::{BertTokenizer, SpecialTokens, tokenize_cached};
 pub use truncation::Truncation;
 

@@ -14,6 +14,33 @@ use crate::catalogue::{DatasetSpec, EmptyText, Encoding, Format, LabelKind, Tabl
 pub struct Example {
     pub text: String,
     pub label: usize,
+    /// Where it was read: what names it in predictions.
+    #[serde(default)]
+    pub origin: Origin,
+}
+
+impl Example {
+    /// An example read from nowhere in particular (typed input, tests).
+    pub fn new(text: impl Into<String>, label: usize) -> Self {
+        Self { text: text.into(), label, origin: Origin::default() }
+    }
+}
+
+/// Where an example sits in its dataset's files: the split file it was read
+/// from and its record's position there, from 0 (empty texts that were
+/// skipped count too, so positions are those of the file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Origin {
+    /// Read from the test file (else the train file).
+    pub test_file: bool,
+    pub record: usize,
+}
+
+impl Origin {
+    /// A stable id for predictions: `DATASET/train/RECORD` or `DATASET/test/RECORD`.
+    pub fn id(&self, dataset: &str) -> String {
+        format!("{dataset}/{}/{}", if self.test_file { "test" } else { "train" }, self.record)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -28,14 +55,18 @@ struct Collector<'a> {
     spec: &'a DatasetSpec,
     file: &'a Path,
     out: ReadOutcome,
+    /// Records pushed so far, skipped ones included.
+    records: usize,
 }
 
 impl<'a> Collector<'a> {
     fn new(spec: &'a DatasetSpec, file: &'a Path) -> Self {
-        Self { spec, file, out: ReadOutcome::default() }
+        Self { spec, file, out: ReadOutcome::default(), records: 0 }
     }
 
     fn push(&mut self, text: String, label: usize, place: &str) -> Result<()> {
+        let record = self.records;
+        self.records += 1;
         if text.trim().is_empty() {
             match self.spec.empty_text {
                 EmptyText::Skip => {
@@ -45,7 +76,7 @@ impl<'a> Collector<'a> {
                 EmptyText::Fail => bail!("{}, {place}: empty text (empty_text = \"fail\")", self.file.display()),
             }
         }
-        self.out.examples.push(Example { text, label });
+        self.out.examples.push(Example { text, label, origin: Origin { test_file: false, record } });
         Ok(())
     }
 

@@ -4,7 +4,7 @@ use bertfit_data::mlm::{CorpusTexts, build_corpus, packed_instances};
 use bertfit_data::{BertTokenizer, Dataset, Example, Provenance};
 
 fn ex(text: &str) -> Example {
-    Example { text: text.into(), label: 0 }
+    Example::new(text, 0)
 }
 
 #[test]

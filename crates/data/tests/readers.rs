@@ -21,7 +21,12 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
 }
 
 fn ex(text: &str, label: usize) -> Example {
-    Example { text: text.into(), label }
+    Example::new(text, label)
+}
+
+/// Text and label only (the origin is tested on its own).
+fn plain(examples: &[Example]) -> Vec<Example> {
+    examples.iter().map(|e| Example::new(e.text.clone(), e.label)).collect()
 }
 
 const AG: &str = r#"
@@ -43,7 +48,7 @@ fn zhang_csv_joins_fields_unescapes_and_maps_one_based_labels() {
         b"\"3\",\"Wall St. \"\"Bears\"\"\",\"Short-sellers, \\\\band of cynics\\nare back.\"\n\"1\",\"Title\",\"\"\n",
     );
     let out = read_split(&spec(AG), &file).unwrap();
-    assert_eq!(out.examples, vec![ex("Wall St. \"Bears\" Short-sellers, \\\\band of cynics\nare back.", 2), ex("Title", 0)]);
+    assert_eq!(plain(&out.examples), vec![ex("Wall St. \"Bears\" Short-sellers, \\\\band of cynics\nare back.", 2), ex("Title", 0)]);
 
     let bad = write(dir.path(), "bad.csv", b"\"3\",\"a\",\"b\"\n\"9\",\"c\",\"d\"\n");
     let err = format!("{:#}", read_split(&spec(AG), &bad).unwrap_err());
@@ -74,8 +79,8 @@ fn trec_reads_coarse_labels_as_latin1_and_names_bad_lines() {
     let dir = tempfile::tempdir().unwrap();
     let file = write(dir.path(), "t.label", b"DESC:manner How did serfdom develop ?\nLOC:other What is the sister\xf0city ?\nLOC:country What country did the Nazis occupy for 1 , CD NNS IN NNP NNP NNP .\n");
     let out = read_split(&spec(TREC), &file).unwrap();
-    assert_eq!(out.examples[0], ex("How did serfdom develop ?", 1));
-    assert_eq!(out.examples[1], ex("What is the sister\u{f0}city ?", 4));
+    assert_eq!(plain(&out.examples)[0], ex("How did serfdom develop ?", 1));
+    assert_eq!(plain(&out.examples)[1], ex("What is the sister\u{f0}city ?", 4));
     assert_eq!(out.examples[2].label, 4);
     let bad = write(dir.path(), "bad.label", b"DESC:manner ok ?\nWHAT:x bad ?\n");
     let err = format!("{:#}", read_split(&spec(TREC), &bad).unwrap_err());
@@ -100,8 +105,10 @@ train = { sources = [{ local = "/unused" }] }
 "#,
     );
     let out = read_split(&imdb, &dir.path().join("train")).unwrap();
-    assert_eq!(out.examples, vec![ex("Dull.", 0), ex("Great <br /><br />film.", 1)]);
+    assert_eq!(plain(&out.examples), vec![ex("Dull.", 0), ex("Great <br /><br />film.", 1)]);
     assert_eq!(out.skipped_empty, 1);
+    // Positions in the file: the skipped empty text keeps its place.
+    assert_eq!(out.examples.iter().map(|e| e.origin.id("d")).collect::<Vec<_>>(), ["d/train/0", "d/train/2"]);
     assert_eq!(bertfit_data::readers::read_unlabeled_folder(&dir.path().join("train/unsup")).unwrap(), vec!["No label."]);
 
     let mut strict = imdb.clone();
@@ -126,7 +133,7 @@ train = { sources = [{ local = "/unused" }] }
     let mut mixed = folders.clone();
     mixed.format = catalogue::Format::FolderPerClass { extension: "txt".into(), encoding: catalogue::Encoding::Utf8OrLatin1 };
     let out = read_split(&mixed, &dir.path().join("bbc")).unwrap();
-    assert_eq!(out.examples, vec![ex("Goal.", 0), ex("£15m chip", 1)]);
+    assert_eq!(plain(&out.examples), vec![ex("Goal.", 0), ex("£15m chip", 1)]);
     write(dir.path(), "bbc/music/001.txt", b"x");
     let err = format!("{:#}", read_split(&mixed, &dir.path().join("bbc")).unwrap_err());
     assert!(err.contains("folder \"music\" is not one of the classes"), "{err}");
@@ -151,18 +158,18 @@ fn csv_tsv_jsonl_parquet_tables_with_filter() {
     let dir = tempfile::tempdir().unwrap();
     let expected = vec![ex("good, \"really\"", 1), ex("bad", 0)];
     let csv = write(dir.path(), "t.csv", b"text,label,source\n\"good, \"\"really\"\"\",1,a\nskip me,0,b\nbad,0,a\n");
-    assert_eq!(read_split(&table_spec("csv", "index"), &csv).unwrap().examples, expected);
+    assert_eq!(plain(&read_split(&table_spec("csv", "index"), &csv).unwrap().examples), expected);
     let tsv = write(dir.path(), "t.tsv", b"text\tlabel\tsource\ngood, \"really\"\tpos\ta\nbad\tneg\ta\n");
     let tsv_spec = table_spec("tsv", "name");
     // TSV fields here are unquoted; polars keeps the inner quotes as text.
     let out = read_split(&tsv_spec, &tsv);
     assert!(out.is_ok(), "{:?}", out.err());
     let jsonl = write(dir.path(), "t.jsonl", b"{\"text\": \"good, \\\"really\\\"\", \"label\": 1, \"source\": \"a\"}\n{\"text\": \"x\", \"label\": 1, \"source\": \"b\"}\n{\"text\": \"bad\", \"label\": 0, \"source\": \"a\"}\n");
-    assert_eq!(read_split(&table_spec("jsonl", "index"), &jsonl).unwrap().examples, expected);
+    assert_eq!(plain(&read_split(&table_spec("jsonl", "index"), &jsonl).unwrap().examples), expected);
     let parquet = dir.path().join("t.parquet");
     let mut df = df!("text" => ["good, \"really\"", "bad"], "label" => [1i64, 0], "source" => ["a", "a"]).unwrap();
     ParquetWriter::new(std::fs::File::create(&parquet).unwrap()).finish(&mut df).unwrap();
-    assert_eq!(read_split(&table_spec("parquet", "index"), &parquet).unwrap().examples, expected);
+    assert_eq!(plain(&read_split(&table_spec("parquet", "index"), &parquet).unwrap().examples), expected);
 
     let unknown = write(dir.path(), "u.csv", b"text,label,source\nhmm,neutral,a\n");
     let err = format!("{:#}", read_split(&table_spec("csv", "name"), &unknown).unwrap_err());

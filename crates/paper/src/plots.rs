@@ -163,20 +163,30 @@ fn bars<DB: DrawingBackend>(report: &Report, area: DrawingArea<DB, Shift>) -> Re
     area.present().map_err(err)
 }
 
-/// Mean over seeds of each epoch's test error, [epoch] (the shortest curve's length).
-fn mean_curve(report: &Report, r: usize, c: usize) -> Vec<f64> {
+/// Whether every run of the report has a test error at every epoch (`training.test_every_epoch`).
+fn test_every_epoch(report: &Report) -> bool {
+    report.all_runs().all(|m| m.result.curve.iter().all(|e| e.test_error.is_some()))
+}
+
+/// Mean over seeds of each epoch's test error (`test`) or dev error, [epoch]
+/// (the shortest curve's length).
+fn mean_curve(report: &Report, r: usize, c: usize, test: bool) -> Vec<f64> {
     let runs = report.runs(r, c);
     let epochs = runs.iter().map(|m| m.result.curve.len()).min().unwrap_or(0);
-    (0..epochs).map(|e| runs.iter().map(|m| m.result.curve[e].test_error).sum::<f64>() / runs.len() as f64).collect()
+    let error = |e: &bertfit_train::EpochRecord| if test { e.test_error.unwrap_or(f64::NAN) } else { e.dev_error };
+    (0..epochs).map(|e| runs.iter().map(|m| error(&m.result.curve[e])).sum::<f64>() / runs.len() as f64).collect()
 }
 
 fn learning_curves<DB: DrawingBackend>(report: &Report, area: DrawingArea<DB, Shift>) -> Result<()> {
     let grid = report.grid;
     area.fill(&WHITE).map_err(err)?;
+    // Test errors per epoch where the runs evaluated them, else dev's.
+    let test = test_every_epoch(report);
+    let split = if test { "test" } else { "dev" };
     let mut series = Vec::new();
     for (r, row) in grid.rows.iter().enumerate() {
         for (c, column) in grid.columns.iter().enumerate() {
-            let curve = mean_curve(report, r, c);
+            let curve = mean_curve(report, r, c, test);
             if !curve.is_empty() {
                 let label = if grid.columns.len() > 1 { format!("{} / {}", row.label, column.label) } else { row.label.clone() };
                 series.push((label, curve));
@@ -186,7 +196,7 @@ fn learning_curves<DB: DrawingBackend>(report: &Report, area: DrawingArea<DB, Sh
     let epochs = series.iter().map(|(_, c)| c.len()).max().unwrap_or(1).max(2);
     let top = series.iter().flat_map(|(_, c)| c.iter()).fold(1.0f64, |m, &v| m.max(100.0 * v));
     let mut chart = ChartBuilder::on(&area)
-        .caption(title(report, "test error per epoch"), (FONT, 22))
+        .caption(title(report, &format!("{split} error per epoch")), (FONT, 22))
         .margin(15)
         .x_label_area_size(50)
         .y_label_area_size(60)
@@ -196,7 +206,7 @@ fn learning_curves<DB: DrawingBackend>(report: &Report, area: DrawingArea<DB, Sh
         .configure_mesh()
         .x_labels(epochs)
         .x_desc("epoch")
-        .y_desc("test error (%)")
+        .y_desc(format!("{split} error (%)"))
         .label_style((FONT, 14))
         .axis_desc_style((FONT, 16))
         .draw()

@@ -51,6 +51,19 @@ impl ReproduceOptions {
     pub fn experiment_dirs(&self) -> Vec<PathBuf> {
         experiment_dirs(self.experiments.as_ref())
     }
+
+    /// Options that cannot run, in one line, before anything is read or trained.
+    pub fn check(&self) -> Result<()> {
+        if self.seeds == Some(0) {
+            bail!("--seeds 0: a cell needs at least one seed");
+        }
+        if let Some(dir) = &self.experiments
+            && !dir.is_dir()
+        {
+            bail!("--experiments {}: no such folder", dir.display());
+        }
+        Ok(())
+    }
 }
 
 /// Runs experiment `name`, or every one in turn for `all`.

@@ -2,8 +2,9 @@
 //! `bertfit finetune` (one run) and by the experiment runner (every cell).
 //!
 //! A run's folder holds `metrics.json` (written last, atomically: its presence
-//! means the run is finished), `curve.csv`, the resolved `config.toml`, and
-//! while it trains `checkpoints/`; a killed run resumes from there when run
+//! means the run is finished), `curve.csv`, `predictions/dev.csv` and
+//! `predictions/test.csv` (the best epoch's model on every example), the
+//! resolved `config.toml`, and while it trains `checkpoints/`; a killed run resumes from there when run
 //! again, and a finished one is not redone. The folder belongs to one run
 //! identity: another run's checkpoints or results are never continued.
 
@@ -13,16 +14,20 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use bertfit_data::{BertTokenizer, DatasetSpec, Provenance, catalogue};
 use bertfit_model::{Backend, BertConfig, BertFeatClassifier, BertForSequenceClassification, FeatConfig, save_hf_weights};
-use bertfit_train::{Checkpoints, FeatureSplit, FinetuneResult, Finetuned, InvalidSetting, Outcome, Precision, RunControl};
+use bertfit_train::{
+    Checkpoints, FeatureSplit, FinetuneResult, Finetuned, InvalidSetting, Outcome, Precision, RunControl, SplitPredictions,
+};
 use burn::module::Module;
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 use crate::export::export;
 use crate::finetune_config::RunConfig;
+use crate::identity::RESULTS_VERSION;
 use crate::model_source::{check_vocab, fingerprint, model_dir};
 use crate::multitask::{multitask_stage, stage_identity};
 use crate::options::{RunOptions, resolve_backend};
+use crate::predictions::write_predictions;
 use crate::pretrain::{PreparedPretrain, PretrainMetrics, pretrain_stage};
 use crate::results::{Finished, commit, finished, write_metrics};
 use crate::task::{SplitSizes, Task, load_task};
@@ -76,7 +81,12 @@ impl PreparedRun {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunMetrics {
     pub identity: String,
+    /// The code's results version (see `identity::RESULTS_VERSION`); 0 for
+    /// runs written before it was recorded.
+    #[serde(default)]
+    pub results_version: u64,
     pub config: RunConfig,
+    /// The model it started from (`$BERTFIT_CACHE/...` for a cached one).
     pub model_dir: PathBuf,
     pub backend: String,
     /// The commit the binary was built from (`-dirty`: with uncommitted changes).
@@ -145,19 +155,25 @@ pub fn execute(run: &PreparedRun, out: &Path, options: &RunOptions) -> Result<Op
         options,
     };
     let trained = match config.bert_feat {
-        Some(feat) => job.train_bert_feat(feat)?.map(|result| (result, None)),
+        Some(feat) => job.train_bert_feat(feat)?.map(|(result, predictions)| (result, None, predictions)),
         None => job.train_classifier(&tokenizer)?,
     };
-    let Some((result, multitask)) = trained else { return Ok(None) };
+    let Some((result, multitask, predictions)) = trained else { return Ok(None) };
     write_curve(&out.join("curve.csv"), &result)?;
+    let dataset = &task.dataset;
+    if let Some(p) = predictions.first() {
+        write_predictions(out, "dev", &dataset.name, &dataset.classes, &dataset.dev, &p.dev)?;
+        write_predictions(out, "test", &dataset.name, &dataset.classes, &dataset.test, &p.test)?;
+    }
     let [.., test] = &task.splits;
     let metrics = RunMetrics {
         identity: run.identity.clone(),
+        results_version: RESULTS_VERSION,
         config: config.clone(),
-        model_dir: run.model_dir.clone(),
+        model_dir: bertfit_data::catalogue::portable_path(&run.model_dir),
         backend: run.backend.to_string(),
         commit: commit().to_string(),
-        dataset: task.dataset.provenance.clone(),
+        dataset: dataset.provenance.portable(),
         sizes: task.sizes(),
         capped: task.capped,
         majority_error: majority_error(&test.labels),
@@ -216,8 +232,9 @@ impl Job<'_> {
     }
 
     /// BERT-Feat: the biLSTM + self-attention classifier on the frozen encoder's
-    /// features (cached after the first run). `None` when stopped on request.
-    fn train_bert_feat(&self, feat: FeatConfig) -> Result<Option<FinetuneResult>> {
+    /// features (cached after the first run), with the best epoch's
+    /// predictions. `None` when stopped on request.
+    fn train_bert_feat(&self, feat: FeatConfig) -> Result<Option<(FinetuneResult, Vec<SplitPredictions>)>> {
         let (run, config, [train, dev, test]) = (self.run, &self.run.config, &self.task.splits);
         let plain = self.device.clone().inner();
         let (_, bert, _) = bertfit_model::load_pretrained(self.model_dir, &plain)?;
@@ -235,12 +252,13 @@ impl Job<'_> {
         if self.options.export_model {
             save_hf_weights(&finished.model, &self.out.join("bert_feat"))?;
         }
-        Ok(Some(finished.result))
+        Ok(Some((finished.result, finished.predictions)))
     }
 
     /// The classifier fine-tuned on the task, after the multi-task stage when
-    /// the run has one (its result beside). `None` when stopped on request.
-    fn train_classifier(&self, tokenizer: &BertTokenizer) -> Result<Option<(FinetuneResult, Option<FinetuneResult>)>> {
+    /// the run has one (its result beside), with the best epoch's
+    /// predictions. `None` when stopped on request.
+    fn train_classifier(&self, tokenizer: &BertTokenizer) -> Result<Option<Trained>> {
         let (run, config, [train, dev, test]) = (self.run, &self.run.config, &self.task.splits);
         let classes = self.task.dataset.classes.len();
         let mut multitask_result = None;
@@ -284,9 +302,12 @@ impl Job<'_> {
                 data.truncation(),
             )?;
         }
-        Ok(Some((finished.result, multitask_result)))
+        Ok(Some((finished.result, multitask_result, finished.predictions)))
     }
 }
+
+/// A fine-tuning's result, its multi-task stage's, and its predictions.
+type Trained = (FinetuneResult, Option<FinetuneResult>, Vec<SplitPredictions>);
 
 /// Error of always predicting the most frequent label.
 fn majority_error(labels: &[usize]) -> f64 {
@@ -309,9 +330,10 @@ fn stopped<M>(outcome: Outcome<M>) -> Option<Finetuned<M>> {
 fn write_curve(path: &Path, result: &FinetuneResult) -> Result<()> {
     let mut csv = String::from("epoch,steps,train_loss,lr,dev_error,test_error,train_tokens,train_seconds,eval_seconds\n");
     for r in &result.curve {
+        let test = r.test_error.map(|e| e.to_string()).unwrap_or_default();
         csv.push_str(&format!(
-            "{},{},{},{:e},{},{},{},{:.3},{:.3}\n",
-            r.epoch, r.steps, r.train_loss, r.lr, r.dev_error, r.test_error, r.train_tokens, r.train_seconds, r.eval_seconds
+            "{},{},{},{:e},{},{test},{},{:.3},{:.3}\n",
+            r.epoch, r.steps, r.train_loss, r.lr, r.dev_error, r.train_tokens, r.train_seconds, r.eval_seconds
         ));
     }
     std::fs::write(path, csv).with_context(|| format!("cannot write {}", path.display()))

@@ -248,16 +248,13 @@ impl RunConfig {
     }
 
     /// A hash of everything that decides the run's result: the resolved
-    /// settings, the model's weights (not where they lie), and the catalogue
+    /// settings, the model (weights, config.json and tokenizer files; not where
+    /// they lie), the code's results version, and the catalogue
     /// entries of its datasets. Any change makes another run.
     pub fn identity(&self, model_fingerprint: &str, datasets: &[DatasetSpec]) -> String {
         let mut config = self.resolved();
         config.model = None;
-        identity(vec![
-            ("run", serde_json::json!(config)),
-            ("model_weights", model_fingerprint.into()),
-            ("datasets", serde_json::json!(datasets)),
-        ])
+        identity(vec![("run", serde_json::json!(config)), ("model", model_fingerprint.into()), ("datasets", serde_json::json!(datasets))])
     }
 }
 

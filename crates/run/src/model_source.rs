@@ -146,9 +146,28 @@ fn download(name: &str, dir: &Path) -> Result<PathBuf> {
     Ok(dir.to_path_buf())
 }
 
+/// The files besides the weights that decide what a model computes: its
+/// architecture and its tokenizer.
+const DECIDING_FILES: [&str; 5] = ["config.json", "vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"];
+
+/// The model's identity: sha256 over its weights' hash and the bytes of
+/// `config.json` and the tokenizer files it has (a changed vocabulary,
+/// lower-casing or layer count is another model, the same weights elsewhere
+/// are not).
+pub fn fingerprint(dir: &Path) -> Result<String> {
+    let mut key = format!("weights {}\n", weights_fingerprint(dir)?);
+    for name in DECIDING_FILES {
+        let path = dir.join(name);
+        if path.is_file() {
+            key.push_str(&format!("{name} {}\n", sha256_file(&path)?));
+        }
+    }
+    Ok(bertfit_data::hash_bytes(key.as_bytes()))
+}
+
 /// sha256 of the model's weights file, remembered per (path, size, mtime) so a
 /// large checkpoint is hashed once.
-pub fn fingerprint(dir: &Path) -> Result<String> {
+fn weights_fingerprint(dir: &Path) -> Result<String> {
     let weights = bertfit_model::weights_file(dir)?;
     let meta = std::fs::metadata(&weights).with_context(|| format!("cannot read {}", weights.display()))?;
     let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_nanos()).unwrap_or(0);

@@ -30,7 +30,7 @@ pub fn stage_identity(config: &RunConfig, multitask: &MultitaskConfig, model_fin
         ("data", serde_json::json!(data)),
         ("training", serde_json::json!(multitask.training)),
         ("features", serde_json::json!(config.head.features)),
-        ("model_weights", model_fingerprint.into()),
+        ("model", model_fingerprint.into()),
         ("backend", backend.into()),
     ]))
 }

@@ -68,7 +68,7 @@ impl PreparedPretrain {
         keyed.model = None;
         let identity = identity(vec![
             ("pretrain", serde_json::json!(keyed)),
-            ("model_weights", fingerprint(&model_dir)?.into()),
+            ("model", fingerprint(&model_dir)?.into()),
             ("datasets", serde_json::json!(specs)),
         ]);
         Ok(Self { config, backend, model_dir, bert_config, identity, specs })
@@ -99,6 +99,7 @@ impl PreparedPretrain {
 pub struct PretrainMetrics {
     pub identity: String,
     pub config: PretrainRunConfig,
+    /// The model it started from (`$BERTFIT_CACHE/...` for a cached one).
     pub model_dir: PathBuf,
     pub backend: String,
     pub commit: String,
@@ -223,7 +224,7 @@ pub fn execute_pretrain(prepared: &PreparedPretrain, out: &Path, options: &RunOp
     let metrics = PretrainMetrics {
         identity: prepared.identity.clone(),
         config: config.clone(),
-        model_dir: prepared.model_dir.clone(),
+        model_dir: bertfit_data::catalogue::portable_path(&prepared.model_dir),
         backend: prepared.backend.to_string(),
         commit: commit().to_string(),
         corpus: corpus.parts,

@@ -22,8 +22,8 @@ pub use checkpoint::Checkpoints;
 pub use control::RunControl;
 pub use feat::FeatureSplit;
 pub use finetune::{
-    EncodedSplit, EpochRecord, Examples, FinetuneConfig, FinetuneResult, Finetuned, Outcome, Precision, TaskData, TaskErrors, Trainee,
-    argmax, error_rate, finetune, predict_probabilities, train_tasks,
+    EncodedSplit, EpochRecord, Examples, FinetuneConfig, FinetuneResult, Finetuned, Outcome, Precision, SplitPredictions, TaskData,
+    TaskErrors, Trainee, argmax, error_rate, finetune, predict_probabilities, train_tasks, wrong_share,
 };
 pub use layerwise::LayerwiseDecay;
 pub use loss::cross_entropy;

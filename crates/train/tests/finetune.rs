@@ -109,13 +109,27 @@ fn weights<M: burn::module::Module>(model: &M) -> Vec<(String, Vec<f32>)> {
 fn learns_the_toy_task_and_keeps_the_curve() {
     let _serial = serial();
     let quiet = RunControl { progress: ProgressTarget::Quiet, ..Default::default() };
-    let done = finished(run(model(HeadConfig::default(), true), &config(), &quiet));
+    let every_epoch = FinetuneConfig { test_every_epoch: true, ..config() };
+    let done = finished(run(model(HeadConfig::default(), true), &every_epoch, &quiet));
     let r = &done.result;
     assert_eq!(r.curve.len(), 3);
     assert_eq!(r.steps, 3 * 8);
     assert!(r.diverged.is_none());
     let best = r.best_epoch.unwrap();
-    assert_eq!(r.test_error, Some(r.curve[best - 1].test_error));
+    // Test evaluated once after training, with the kept best-epoch model: the
+    // same error as that epoch's own evaluation, and its predictions kept.
+    assert_eq!(r.test_error, r.curve[best - 1].test_error);
+    assert_eq!(done.predictions.len(), 1);
+    let p = &done.predictions[0];
+    let (dev, test) = (toy_split(32, 2, None), toy_split(32, 3, None));
+    assert_eq!((p.dev.len(), p.test.len()), (32, 32));
+    assert_eq!(bertfit_train::wrong_share(&p.dev, &dev.labels), r.dev_error.unwrap());
+    assert_eq!(bertfit_train::wrong_share(&p.test, &test.labels), r.test_error.unwrap());
+    assert!(p.test.iter().all(|row| (row.iter().sum::<f32>() - 1.0).abs() < 1e-5));
+    // By default test is not evaluated per epoch.
+    let plain = finished(run(model(HeadConfig::default(), true), &config(), &quiet));
+    assert!(plain.result.curve.iter().all(|e| e.test_error.is_none()));
+    assert_eq!(plain.result.test_error, r.test_error);
     assert!(r.curve.iter().all(|e| e.dev_error >= r.dev_error.unwrap()), "best epoch has the lowest dev error");
     assert!(r.test_error.unwrap() <= 0.1, "toy task not learned: {:?}", r.curve);
     assert!(r.curve[2].train_loss < r.curve[0].train_loss, "{:?}", r.curve);
@@ -237,8 +251,10 @@ fn multi_task_shares_the_encoder_then_splits_per_task() {
         let last = done.result.curve.last().unwrap();
         assert_eq!(last.tasks.len(), 2);
         assert_eq!(done.result.steps, 3 * 16, "an epoch has every task's batches");
-        for t in &last.tasks {
-            assert!(t.test_error <= 0.1, "{sampling:?}: {:?}", done.result.curve);
+        assert_eq!(last.tasks.iter().filter(|t| t.test_error.is_some()).count(), 0, "test is evaluated once, after training");
+        assert_eq!(done.result.task_test_errors.len(), 2);
+        for e in &done.result.task_test_errors {
+            assert!(*e <= 0.1, "{sampling:?}: {:?}", done.result);
         }
         // Per-task fine-tuning starts from the shared encoder and that task's head.
         let second = done.model.into_task(1);

@@ -35,10 +35,14 @@ pub fn argmax(p: &[f32]) -> usize {
 
 /// Error rate of `model` (plain device) on `split` for `task`.
 pub fn error_rate<M: Trainee>(model: &M, task: usize, split: &M::Split, batch_size: usize, device: &Device) -> f64 {
-    if split.is_empty() {
+    wrong_share(&predict_probabilities(model, task, split, batch_size, device), split.labels())
+}
+
+/// The share of `probabilities` whose most likely class is not the label; NaN when there are none.
+pub fn wrong_share(probabilities: &[Vec<f32>], labels: &[usize]) -> f64 {
+    if probabilities.is_empty() {
         return f64::NAN;
     }
-    let probabilities = predict_probabilities(model, task, split, batch_size, device);
-    let wrong = probabilities.iter().zip(split.labels()).filter(|(p, label)| argmax(p) != **label).count();
-    wrong as f64 / split.len() as f64
+    let wrong = probabilities.iter().zip(labels).filter(|(p, label)| argmax(p) != **label).count();
+    wrong as f64 / probabilities.len() as f64
 }

@@ -12,7 +12,7 @@ use anyhow::Result;
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
-pub use evaluate::{argmax, error_rate, evaluation_batches, predict_probabilities};
+pub use evaluate::{argmax, error_rate, evaluation_batches, predict_probabilities, wrong_share};
 pub use train_loop::train_tasks;
 pub use trainee::{EncodedSplit, Examples, TaskData, Trainee, label_tensor};
 
@@ -53,6 +53,9 @@ pub struct FinetuneConfig {
     /// identities.
     #[serde(skip_serializing_if = "Precision::is_fp32")]
     pub precision: Precision,
+    /// Evaluate test after every epoch (the forgetting curves need it); by
+    /// default test is evaluated once, with the model of the epoch dev selects.
+    pub test_every_epoch: bool,
 }
 
 /// The arithmetic of the encoder blocks.
@@ -88,6 +91,7 @@ impl Default for FinetuneConfig {
             divergence_loss: 100.0,
             checkpoint_every: None,
             precision: Precision::Fp32,
+            test_every_epoch: false,
         }
     }
 }
@@ -127,7 +131,9 @@ impl FinetuneConfig {
 pub struct TaskErrors {
     pub task: String,
     pub dev_error: f64,
-    pub test_error: f64,
+    /// With `test_every_epoch` only.
+    #[serde(default)]
+    pub test_error: Option<f64>,
 }
 
 /// One epoch of the curve.
@@ -140,9 +146,11 @@ pub struct EpochRecord {
     pub train_loss: f64,
     /// Learning rate of the epoch's last step (base rate, before layer-wise factors).
     pub lr: f64,
-    /// Dev and test error (the mean over tasks in multi-task training).
+    /// Dev error, and test error with `test_every_epoch` (the mean over tasks
+    /// in multi-task training).
     pub dev_error: f64,
-    pub test_error: f64,
+    #[serde(default)]
+    pub test_error: Option<f64>,
     /// Per task, in multi-task training.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tasks: Vec<TaskErrors>,
@@ -157,8 +165,11 @@ pub struct FinetuneResult {
     /// Epoch with the lowest dev error (the first, on ties); `None` if none finished.
     pub best_epoch: Option<usize>,
     pub dev_error: Option<f64>,
-    /// Test error of the best epoch.
+    /// Test error of the best epoch's model, evaluated once after training.
     pub test_error: Option<f64>,
+    /// Per task (multi-task training), the test error of the best epoch's model.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub task_test_errors: Vec<f64>,
     /// Why the run stopped early, if its loss diverged.
     pub diverged: Option<String>,
     pub steps: u64,
@@ -168,10 +179,19 @@ pub struct FinetuneResult {
     pub tokens_per_second: f64,
 }
 
-/// A finished run: the result and the model of its best epoch (on a plain device).
+/// A finished run: the result and the model of its best epoch (on a plain
+/// device) with that model's predictions, per task (none when no epoch finished).
 pub struct Finetuned<M> {
     pub result: FinetuneResult,
     pub model: M,
+    pub predictions: Vec<SplitPredictions>,
+}
+
+/// Class probabilities of every dev and test example of one task, in split order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SplitPredictions {
+    pub dev: Vec<Vec<f32>>,
+    pub test: Vec<Vec<f32>>,
 }
 
 pub enum Outcome<M> {

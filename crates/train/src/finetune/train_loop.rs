@@ -1,8 +1,10 @@
 //! The fine-tuning loop, top to bottom: epochs of batches (from [`crate::plan`]),
 //! AdamW at the scheduled (and layer-wise scaled) learning rate, evaluation on
-//! dev and test after each epoch without autodiff, the best epoch chosen on
-//! dev. The whole per-epoch curve is kept (the catastrophic-forgetting figure
-//! is made of it), and a run whose loss turns NaN or explodes is recorded as
+//! dev after each epoch without autodiff, the best epoch chosen on dev, and
+//! test evaluated once, with that epoch's model, whose dev and test
+//! predictions the run keeps. The whole per-epoch curve is kept (with
+//! `test_every_epoch`, test errors too: the catastrophic-forgetting figure is
+//! made of them), and a run whose loss turns NaN or explodes is recorded as
 //! diverged, with its curve, instead of crashing.
 //!
 //! Everything random is a function of the seed and the position in the run
@@ -18,9 +20,9 @@ use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::evaluate::error_rate;
+use super::evaluate::{error_rate, predict_probabilities, wrong_share};
 use super::trainee::{Examples, TaskData, Trainee};
-use super::{EpochRecord, FinetuneConfig, FinetuneResult, Finetuned, Outcome, TaskErrors};
+use super::{EpochRecord, FinetuneConfig, FinetuneResult, Finetuned, Outcome, SplitPredictions, TaskErrors};
 use crate::control::RunControl;
 use crate::plan::{Batching, epoch_plan};
 use crate::progress::Progress;
@@ -46,6 +48,8 @@ pub fn train_tasks<M: Trainee>(
     let mut state = saved.unwrap_or_else(|| FinetuneState::new(config, control));
     let mut best = best_model(&model, &state, control)?;
     let run = Loop::new(&model, tasks, config, device, control, &state);
+    // The best epoch's dev probabilities, per task, when this session evaluated it.
+    let mut best_dev = None;
 
     let mut diverged = None;
     while state.epoch < config.epochs {
@@ -63,16 +67,23 @@ pub fn train_tasks<M: Trainee>(
             }
         }
         let eval_model = model.valid();
-        let record = run.evaluate(&eval_model, &state);
+        let (record, dev_probabilities) = run.evaluate(&eval_model, &state);
         let improved = state.end_epoch(record);
         if improved {
             best = Some(eval_model);
+            best_dev = Some(dev_probabilities);
         }
         run.checkpoint(&state, &model, &optim, improved)?;
     }
     run.bar.finish();
-    let result = state.into_result(diverged);
-    Ok(Outcome::Finished(Box::new(Finetuned { result, model: best.unwrap_or_else(|| model.valid()) })))
+    // Test once, with the model of the epoch dev selected.
+    let predictions = match (&best, state.best_epoch) {
+        (Some(best), Some(_)) => run.predict(best, best_dev),
+        _ => Vec::new(),
+    };
+    let test_errors: Vec<f64> = predictions.iter().zip(tasks).map(|(p, t)| wrong_share(&p.test, t.test.labels())).collect();
+    let result = state.into_result(diverged, &test_errors);
+    Ok(Outcome::Finished(Box::new(Finetuned { result, model: best.unwrap_or_else(|| model.valid()), predictions })))
 }
 
 /// Where a run stands; what a checkpoint's `state.json` holds.
@@ -159,8 +170,10 @@ impl FinetuneState {
         improved
     }
 
-    /// The run's result; a diverged run counts the tokens and time of its last, unfinished epoch.
-    fn into_result(mut self, diverged: Option<String>) -> FinetuneResult {
+    /// The run's result, with the test error of each task's best-epoch model
+    /// (none when no epoch finished); a diverged run counts the tokens and time
+    /// of its last, unfinished epoch.
+    fn into_result(mut self, diverged: Option<String>, test_errors: &[f64]) -> FinetuneResult {
         if diverged.is_some() {
             self.train_tokens += self.epoch_tokens;
             self.train_seconds += self.epoch_seconds;
@@ -169,7 +182,8 @@ impl FinetuneState {
         FinetuneResult {
             best_epoch: self.best_epoch,
             dev_error: best_record.as_ref().map(|r| r.dev_error),
-            test_error: best_record.as_ref().map(|r| r.test_error),
+            test_error: (!test_errors.is_empty()).then(|| test_errors.iter().sum::<f64>() / test_errors.len() as f64),
+            task_test_errors: if test_errors.len() > 1 { test_errors.to_vec() } else { Vec::new() },
             diverged,
             steps: self.step,
             train_tokens: self.train_tokens,
@@ -314,43 +328,75 @@ impl<'a, 'd, M: Trainee> Loop<'a, 'd, M> {
         self.bar.update(state.step, format!("loss {loss:.4} lr {lr:.2e} {rate:.0} tok/s"));
     }
 
-    /// The end of an epoch: dev and test error of every task, without autodiff and dropout.
-    fn evaluate(&self, eval_model: &M, state: &FinetuneState) -> EpochRecord {
+    /// The end of an epoch: dev error of every task (and test error with
+    /// `test_every_epoch`), without autodiff and dropout; and the dev
+    /// probabilities, per task.
+    fn evaluate(&self, eval_model: &M, state: &FinetuneState) -> (EpochRecord, Vec<Vec<Vec<f32>>>) {
         let eval_start = Instant::now();
         let batch = self.config.eval_batch_size;
+        let dev: Vec<Vec<Vec<f32>>> = self
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(t, data)| predict_probabilities(eval_model, t, data.dev, batch, &self.eval_device))
+            .collect();
         let errors: Vec<TaskErrors> = self
             .tasks
             .iter()
             .enumerate()
             .map(|(t, data)| TaskErrors {
                 task: data.name.clone(),
-                dev_error: error_rate(eval_model, t, data.dev, batch, &self.eval_device),
-                test_error: error_rate(eval_model, t, data.test, batch, &self.eval_device),
+                dev_error: wrong_share(&dev[t], data.dev.labels()),
+                test_error: self.config.test_every_epoch.then(|| error_rate(eval_model, t, data.test, batch, &self.eval_device)),
             })
             .collect();
         let mean = |f: fn(&TaskErrors) -> f64| errors.iter().map(f).sum::<f64>() / errors.len() as f64;
+        let test_error = self.config.test_every_epoch.then(|| mean(|e| e.test_error.unwrap_or(f64::NAN)));
         let record = EpochRecord {
             epoch: state.epoch + 1,
             steps: state.step,
             train_loss: state.epoch_loss_sum / state.epoch_batches.max(1) as f64,
             lr: self.schedule.lr(state.step.saturating_sub(1) as usize),
             dev_error: mean(|e| e.dev_error),
-            test_error: mean(|e| e.test_error),
+            test_error,
             tasks: if errors.len() > 1 { errors } else { Vec::new() },
             train_tokens: state.epoch_tokens,
             train_seconds: state.epoch_seconds,
             eval_seconds: eval_start.elapsed().as_secs_f64(),
         };
+        let test = record.test_error.map(|e| format!(", test error {:.2}%", 100.0 * e)).unwrap_or_default();
         self.bar.println(format!(
-            "epoch {}: train loss {:.4}, dev error {:.2}%, test error {:.2}% ({:.0} s training, {:.0} s evaluation)",
+            "epoch {}: train loss {:.4}, dev error {:.2}%{test} ({:.0} s training, {:.0} s evaluation)",
             record.epoch,
             record.train_loss,
             100.0 * record.dev_error,
-            100.0 * record.test_error,
             record.train_seconds,
             record.eval_seconds
         ));
-        record
+        (record, dev)
+    }
+
+    /// Dev and test class probabilities of every task, from the best epoch's
+    /// model (its dev ones as that epoch's evaluation found them, when this
+    /// session ran it; a resumed run evaluates them again, to the same values).
+    fn predict(&self, best: &M, best_dev: Option<Vec<Vec<Vec<f32>>>>) -> Vec<SplitPredictions> {
+        let batch = self.config.eval_batch_size;
+        let start = Instant::now();
+        let mut dev = best_dev.map(|d| d.into_iter());
+        let predictions: Vec<SplitPredictions> = self
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(t, data)| SplitPredictions {
+                dev: match dev.as_mut().and_then(|d| d.next()) {
+                    Some(known) => known,
+                    None => predict_probabilities(best, t, data.dev, batch, &self.eval_device),
+                },
+                test: predict_probabilities(best, t, data.test, batch, &self.eval_device),
+            })
+            .collect();
+        self.bar.println(format!("test predictions of the best epoch's model ({:.0} s)", start.elapsed().as_secs_f64()));
+        predictions
     }
 
     /// A checkpoint of where the run stands. `new_best`: the model is the new
