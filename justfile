@@ -33,7 +33,8 @@ build-wgpu:
 build-all: torch
     {{tch_env}} cargo build --release --workspace --features {{all_backends}}
 
-# Run an experiment of the paper into results/NAME/ (`just reproduce --list` lists them;
+# Run an experiment of the paper into results/local/NAME/ and compare it with the committed
+# results/NAME/ (`just reproduce --list` lists them; `--results results` rewrites the reference;
 # `just reproduce truncation --profile paper --backend tch-cuda --seeds 3` and `--set KEY=VALUE` too).
 # Builds LibTorch (the default backend, `auto`) and, when the arguments name it, flex or wgpu.
 reproduce NAME *ARGS: torch
@@ -43,6 +44,13 @@ reproduce NAME *ARGS: torch
     done; \
     {{tch_env}} cargo build --release -p bertfit-cli --no-default-features --features "$features"
     {{bin}} reproduce {{NAME}} {{ARGS}}
+
+# Compare two result sets of one experiment cell by cell (paired differences, whether they agree):
+# `just compare results/truncation results/local/truncation`, or a commit's as `REV:results/truncation`.
+# Uses the binary `just reproduce` built (any backends; it trains nothing), else builds one.
+compare A B *ARGS:
+    test -x {{bin}} || just build
+    {{bin}} compare {{A}} {{B}} {{ARGS}}
 
 # pip torch==2.9.0 (LibTorch for burn-tch) and transformers (reference fixtures) into .venv.
 torch:

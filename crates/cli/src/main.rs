@@ -3,6 +3,7 @@
 //! One module per command, each with its own arguments.
 
 mod bench;
+mod compare;
 mod convert;
 mod encode;
 mod fetch;
@@ -43,6 +44,11 @@ enum Command {
     /// and its plots, to results/NAME/. Finished runs are kept and skipped; a
     /// killed run continues from its checkpoint.
     Reproduce(reproduce::Args),
+    /// Compare two result sets of one experiment cell by cell (two results
+    /// folders, profiles, backends, or a commit's committed results as
+    /// REV:PATH): each pair's test-error difference with its paired 95%
+    /// interval, and whether they agree; markdown and CSV.
+    Compare(compare::Args),
     /// Fine-tune a classifier as `run.toml` says (dataset, long-text handling,
     /// head, optimizer, schedule, epochs). Writes metrics.json, curve.csv,
     /// config.toml and model/ (HF layout) to --out; a killed run resumes from
@@ -77,6 +83,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Stats(args) => stats::run(args),
         Command::Reproduce(args) => reproduce::run(args),
+        Command::Compare(args) => compare::run(args),
         Command::Finetune(args) => finetune::run(args),
         Command::Pretrain(args) => pretrain::run(args),
         Command::Predict(args) => predict::run(args),

@@ -29,9 +29,14 @@ pub struct Args {
     /// Part of each run's identity.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
-    /// Where results go.
-    #[arg(long, default_value = "results")]
+    /// Where results go: your own runs, kept apart from the committed ones.
+    #[arg(long, default_value = "results/local")]
     results: PathBuf,
+    /// The committed results the table is compared with once written
+    /// (`reference.md` beside it: runs equal bit for bit, or each cell's
+    /// paired difference); `--results results` writes the reference itself.
+    #[arg(long, default_value = "results")]
+    reference: PathBuf,
     /// A folder of experiment files that add to or override the built-in ones.
     #[arg(long, value_name = "DIR")]
     experiments: Option<PathBuf>,
@@ -55,6 +60,7 @@ pub fn run(args: Args) -> Result<()> {
         seeds: args.seeds,
         set: args.set,
         results: args.results,
+        reference: Some(args.reference),
         experiments: args.experiments,
         keep_models: args.keep_models,
         quiet: args.quiet,

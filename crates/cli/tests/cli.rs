@@ -399,6 +399,39 @@ fn reproduce_writes_the_table_and_a_killed_grid_loses_no_finished_run() {
         assert_eq!(untimed_curve(a), untimed_curve(&b), "{}", a.display());
     }
 
+    // Against a reference: a grid rendered again says it equals the reference bit for bit.
+    let out = reproduce(&experiments, &killed, &["--reference", whole.to_str().unwrap()], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let reference = std::fs::read_to_string(killed.join("toy/reference.md")).unwrap();
+    assert!(reference.contains("2 cells in common: 2 equal bit for bit"), "{reference}");
+
+    // The two grids compared: the killed-and-resumed runs equal the whole ones bit for bit.
+    let (whole_toy, killed_toy) = (whole.join("toy"), killed.join("toy"));
+    let compared =
+        bertfit(&["compare", whole_toy.to_str().unwrap(), killed_toy.to_str().unwrap(), "--out", dir.path().to_str().unwrap()], b"");
+    assert!(compared.status.success(), "{}", String::from_utf8_lossy(&compared.stderr));
+    let md = String::from_utf8_lossy(&compared.stdout);
+    assert!(md.contains("2 cells in common: 2 equal bit for bit"), "{md}");
+    assert!(std::fs::read_to_string(dir.path().join("compare.csv")).unwrap().lines().count() == 3);
+    // Bad input: one line each.
+    assert_clean_error(&bertfit(&["compare", whole_toy.to_str().unwrap(), "/nonexistent"], b""), "/nonexistent: no such folder");
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let table = std::fs::read_to_string(whole_toy.join("table.md")).unwrap().replacen("# toy:", "# elsewhere:", 1);
+    std::fs::write(other.join("table.md"), table).unwrap();
+    std::fs::copy(whole_toy.join("table.csv"), other.join("table.csv")).unwrap();
+    assert_clean_error(&bertfit(&["compare", whole_toy.to_str().unwrap(), other.to_str().unwrap()], b""), "holds experiment toy but");
+    // A predictions file that does not match its run's test set is refused, naming it.
+    let run = run_dirs(&killed).into_iter().next().unwrap();
+    let predictions = run.join("predictions/test.csv");
+    let text = std::fs::read_to_string(&predictions).unwrap();
+    std::fs::write(&predictions, text.lines().take(3).collect::<Vec<_>>().join("\n") + "\n").unwrap();
+    assert_clean_error(
+        &bertfit(&["compare", whole_toy.to_str().unwrap(), killed_toy.to_str().unwrap()], b""),
+        "predictions/test.csv: 2 predictions, but its run's split has 20 examples",
+    );
+    std::fs::write(&predictions, text).unwrap();
+
     // A changed setting is another run; the old ones stay.
     let out = reproduce(&experiments, &killed, &["--set", "training.lr=2e-3"], Some("1"));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -1,11 +1,21 @@
-//! The paper's qualitative claims judged against our cells. Two cells are
-//! told apart when their difference exceeds twice its standard error (each
-//! cell's from `Stats::var_of_mean`); otherwise the verdict is that our numbers
-//! cannot separate them, whatever the order of the means.
+//! The paper's qualitative claims judged against our cells, with the tests of
+//! [`crate::inference`]: cells scored on the same test examples are compared
+//! paired (exact McNemar with one seed a side, else the two-level bootstrap
+//! over seeds and examples); a claim of several comparisons is Holm-corrected.
+//! A claim is supported or contradicted only when its comparisons separate
+//! (the 95% interval excludes zero and the corrected p-value is below 0.05);
+//! otherwise our numbers cannot separate the cells, whatever the order of the
+//! means. Each verdict says what the profile could have detected, whether
+//! seed variation was measured, and whether the paper's own single-run numbers
+//! separate the cells at its test size.
 
 use crate::experiment::{Across, Claim, ClaimTest};
-use crate::report::Report;
-use crate::stats::Stats;
+use crate::inference::{
+    ALPHA, Difference, Method, Outcomes, binomial_z, detectable, holm, mcnemar_difference, normal_quantile, normal_upper_tail, paired,
+    trend, unpaired,
+};
+use crate::report::{Report, Tested};
+use crate::stats::{Stats, thousands};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -35,33 +45,31 @@ pub struct Judgement {
     pub detail: String,
 }
 
-/// Mean and variance of a cell's error; a cell whose every run diverged
-/// counts as the majority-class error.
-fn value(stats: &Stats) -> (f64, f64) {
-    if stats.n == 0 {
-        let p = stats.majority_error;
-        (p, p * (1.0 - p) / stats.test_size as f64)
-    } else {
-        (stats.mean, stats.var_of_mean)
-    }
+/// A claim that a cell learns less than this much over the majority class
+/// (error points, as a fraction) is supported when the interval shows it.
+const FAILS_MARGIN: f64 = 0.02;
+
+/// Table 1's test sizes, by the labels experiments give the datasets.
+pub fn paper_test_size(label: &str) -> Option<usize> {
+    Some(match label {
+        "IMDb" => 25_000,
+        "Yelp P." => 38_000,
+        "Yelp F." => 50_000,
+        "TREC" => 500,
+        "Yah. A." | "Yahoo! Answers" => 60_000,
+        "AG" | "AG's News" => 7_600,
+        "DBP" | "DBPedia" => 70_000,
+        "Sogou" | "Sogou News" => 6_000,
+        _ => return None,
+    })
 }
 
-fn pct(x: f64) -> String {
+fn pts(x: f64) -> String {
     format!("{:.2}", 100.0 * x)
 }
 
-/// Sign of `a - b` if it exceeds twice its standard error: -1 (a lower), 1, or 0.
-fn compare(a: &Stats, b: &Stats) -> i32 {
-    let ((ma, va), (mb, vb)) = (value(a), value(b));
-    let d = ma - mb;
-    let se = (va + vb).sqrt();
-    if d < -2.0 * se {
-        -1
-    } else if d > 2.0 * se {
-        1
-    } else {
-        0
-    }
+fn signed(x: f64) -> String {
+    format!("{:+.2}", 100.0 * x)
 }
 
 /// The claim's verdict in each column (rows claims) or row (columns claims).
@@ -79,14 +87,21 @@ pub fn judge(report: &Report, claim: &Claim) -> Vec<Judgement> {
         if claim.only.as_ref().is_some_and(|only| *only != scope.label && *only != scope.paper_label()) {
             continue;
         }
+        let at = |i: usize| match claim.across {
+            Across::Rows => (i, s),
+            Across::Columns => (s, i),
+        };
         let cells = Cells {
             labels: cells_axis.iter().map(|v| v.label.as_str()).collect(),
-            stats: (0..cells_axis.len())
-                .map(|i| match claim.across {
-                    Across::Rows => report.stats(i, s),
-                    Across::Columns => report.stats(s, i),
+            stats: (0..cells_axis.len()).map(|i| report.stats(at(i).0, at(i).1)).collect(),
+            tested: (0..cells_axis.len()).map(|i| report.tested(at(i).0, at(i).1)).collect(),
+            paper: (0..cells_axis.len())
+                .map(|i| {
+                    let (r, c) = at(i);
+                    grid.experiment.paper_number(&grid.rows[r], &grid.columns[c]).map(|p| p / 100.0)
                 })
                 .collect(),
+            paper_test_size: paper_test_size(scope.paper_label()).or_else(|| paper_test_size(&scope.label)),
         };
         let (verdict, detail) = verdict(claim, &cells, &find);
         judgements.push(Judgement { scope: scope.label.clone(), verdict, detail });
@@ -94,10 +109,16 @@ pub fn judge(report: &Report, claim: &Claim) -> Vec<Judgement> {
     judgements
 }
 
-/// The cells of one scope (a column, for a rows claim): each one's label and stats.
-struct Cells<'a> {
-    labels: Vec<&'a str>,
-    stats: Vec<Option<Stats>>,
+/// The cells of one scope (a column, for a rows claim).
+pub struct Cells<'a> {
+    pub labels: Vec<&'a str>,
+    pub stats: Vec<Option<Stats>>,
+    /// Per-example outcomes, where every finished run kept its predictions.
+    pub tested: Vec<Option<Tested>>,
+    /// The paper's error of each cell, as a fraction.
+    pub paper: Vec<Option<f64>>,
+    /// The paper's test size for this scope (Table 1), when it is a dataset.
+    pub paper_test_size: Option<usize>,
 }
 
 impl Cells<'_> {
@@ -107,16 +128,45 @@ impl Cells<'_> {
 
     fn show(&self, i: usize) -> String {
         let st = self.stats(i);
-        if st.n == 0 { format!("{} diverged", self.labels[i]) } else { format!("{} {}", self.labels[i], pct(st.mean)) }
+        if st.n == 0 { format!("{} diverged", self.labels[i]) } else { format!("{} {}", self.labels[i], pts(st.mean)) }
     }
 
-    fn show_all(&self, cells: &[usize]) -> String {
-        cells.iter().map(|&i| self.show(i)).collect::<Vec<_>>().join(", ")
+    /// Fewest seeds of `cells`.
+    fn min_seeds(&self, cells: &[usize]) -> usize {
+        cells.iter().map(|&i| self.stats(i).n).min().unwrap_or(0)
+    }
+
+    /// The cells' outcomes on common test examples, in order; `None` when one
+    /// of them kept no predictions or they were scored on different examples.
+    fn paired_outcomes(&self, cells: &[usize]) -> Option<Vec<Outcomes>> {
+        let first = self.tested[*cells.first()?].as_ref()?;
+        cells.iter().map(|&i| self.tested[i].as_ref()?.aligned(&first.ids)).collect()
+    }
+
+    /// Mean and variance of the mean of a cell's error (seeds and test
+    /// sampling), for the unpaired comparison; a cell whose every run
+    /// diverged counts as the majority-class error.
+    fn unpaired_value(&self, i: usize) -> (f64, f64) {
+        let st = self.stats(i);
+        if st.n == 0 {
+            let p = st.majority_error;
+            (p, p * (1.0 - p) / st.test_size as f64)
+        } else {
+            (st.mean, st.var_of_mean)
+        }
+    }
+
+    /// `a` minus `b`, paired where both kept predictions on the same examples.
+    fn difference(&self, a: usize, b: usize) -> Difference {
+        match self.paired_outcomes(&[a, b]) {
+            Some(o) if self.stats(a).n > 0 && self.stats(b).n > 0 => paired(&o[0], &o[1]),
+            _ => unpaired(self.unpaired_value(a), self.unpaired_value(b)),
+        }
     }
 }
 
 /// The claim's verdict on one scope's cells, and why.
-fn verdict(claim: &Claim, cells: &Cells, find: &dyn Fn(&str) -> Option<usize>) -> (Verdict, String) {
+pub fn verdict(claim: &Claim, cells: &Cells, find: &dyn Fn(&str) -> Option<usize>) -> (Verdict, String) {
     let absent: Vec<&str> = claim.named_cells().into_iter().filter(|c| find(c).is_none()).collect();
     let named: Vec<usize> = match claim.test {
         ClaimTest::Decreasing | ClaimTest::Lowest if claim.cells.is_empty() => (0..cells.labels.len()).collect(),
@@ -144,28 +194,124 @@ fn verdict(claim: &Claim, cells: &Cells, find: &dyn Fn(&str) -> Option<usize>) -
     }
 }
 
-/// `cell` is lower than every one of `others`.
-fn lower(cells: &Cells, cell: usize, others: &[usize]) -> (Verdict, String) {
-    let c = cells.stats(cell);
-    let beaten_by: Vec<usize> = others.iter().copied().filter(|&o| compare(&c, &cells.stats(o)) > 0).collect();
-    let ties: Vec<usize> = others.iter().copied().filter(|&o| compare(&c, &cells.stats(o)) == 0).collect();
-    if !beaten_by.is_empty() {
-        (Verdict::Contradicts, format!("{} is higher than {}", cells.show(cell), cells.show_all(&beaten_by)))
-    } else if ties.is_empty() {
-        (Verdict::Supports, format!("{} is lower than every other ({})", cells.show(cell), cells.show_all(others)))
-    } else {
-        (Verdict::CannotSeparate, format!("{} is within noise of {}", cells.show(cell), cells.show_all(&ties)))
+/// What the seeds of the compared cells let a verdict say.
+fn seeds_note(cells: &Cells, compared: &[usize]) -> String {
+    match cells.min_seeds(compared) {
+        0 | 1 => " One seed: seed-to-seed variation is unmeasured, so the interval holds only the test sampling.".into(),
+        n => format!(" {n}+ seeds a cell."),
     }
 }
 
-/// The error falls along `named`: the weighted least-squares slope of error
-/// against position, and its standard error.
+/// `cell` is lower than every one of `others` (Holm over the comparisons).
+fn lower(cells: &Cells, cell: usize, others: &[usize]) -> (Verdict, String) {
+    if others.is_empty() {
+        return (Verdict::NotMeasured, format!("{} has no other cell to be compared with here", cells.labels[cell]));
+    }
+    let diffs: Vec<Difference> = others.iter().map(|&o| cells.difference(cell, o)).collect();
+    let adjusted = holm(&diffs.iter().map(|d| d.p).collect::<Vec<_>>());
+    let separated = |k: usize| diffs[k].separates() && adjusted[k] < ALPHA;
+    let higher: Vec<usize> = (0..others.len()).filter(|&k| separated(k) && diffs[k].estimate > 0.0).collect();
+    let lower_all = (0..others.len()).all(|k| separated(k) && diffs[k].estimate < 0.0);
+    let verdict = if !higher.is_empty() {
+        Verdict::Contradicts
+    } else if lower_all {
+        Verdict::Supports
+    } else {
+        Verdict::CannotSeparate
+    };
+    let m = others.len();
+    let methods: std::collections::BTreeSet<String> = diffs.iter().map(|d| d.method.words()).collect();
+    let correction = if m > 1 { format!(", Holm over {m}") } else { String::new() };
+    let lines: Vec<String> = others
+        .iter()
+        .zip(&diffs)
+        .zip(&adjusted)
+        .map(|((&o, d), p)| {
+            format!("vs {}: {} [{}, {}], p = {}", cells.show(o), signed(d.estimate), signed(d.low), signed(d.high), p_text(*p))
+        })
+        .collect();
+    let detectable_pts = diffs.iter().map(|d| detectable(d.se, m)).fold(0.0f64, f64::max);
+    let detail = format!(
+        "{}: difference in points with 95% CI, {}: {} ({}{correction}). This profile could detect differences of {} points or more (80% power).{}{}",
+        cells.show(cell),
+        if m > 1 { "each comparison" } else { "the comparison" },
+        lines.join("; "),
+        methods.into_iter().collect::<Vec<_>>().join("; "),
+        pts(detectable_pts),
+        seeds_note(cells, &[&[cell][..], others].concat()),
+        paper_lower(cells, cell, others)
+    );
+    (verdict, detail)
+}
+
+fn p_text(p: f64) -> String {
+    if p < 0.001 { "< 0.001".into() } else { format!("{p:.3}") }
+}
+
+/// Whether the paper's own numbers separate `cell` below `others` at its test size.
+fn paper_lower(cells: &Cells, cell: usize, others: &[usize]) -> String {
+    let paper = |i: usize| cells.paper.get(i).copied().flatten();
+    let (Some(n), Some(a)) = (cells.paper_test_size, paper(cell)) else { return String::new() };
+    let pairs: Vec<(usize, f64)> = others.iter().filter_map(|&o| Some((o, paper(o)?))).collect();
+    if pairs.is_empty() {
+        return String::new();
+    }
+    let z: Vec<f64> = pairs.iter().map(|&(_, b)| binomial_z(a, b, n)).collect();
+    let adjusted = holm(&z.iter().map(|z| 2.0 * normal_upper_tail(z.abs())).collect::<Vec<_>>());
+    let separated = z.iter().zip(&adjusted).all(|(z, p)| *z < 0.0 && *p < ALPHA);
+    let weakest = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let against = pairs.iter().zip(&z).max_by(|a, b| a.1.total_cmp(b.1)).map(|((o, b), _)| format!("{} {}", cells.labels[*o], pts(*b)));
+    format!(
+        " The paper's own numbers ({} {} {}, {} test examples, as independent binomials): {} (weakest z = {weakest:.2}).",
+        cells.labels[cell],
+        pts(a),
+        against.map(|t| format!("against {t}")).unwrap_or_default(),
+        thousands(n),
+        if separated { "they separate it" } else { "they do not separate it" },
+    )
+}
+
+/// The error falls along `named`: the least-squares slope of error against
+/// position, with its bootstrap interval (paired where predictions are kept).
 fn decreasing(cells: &Cells, named: &[usize]) -> (Verdict, String) {
+    if named.len() < 2 {
+        return (Verdict::NotMeasured, "fewer than two cells along the trend here".into());
+    }
+    let diverged: Vec<&str> = named.iter().filter(|&&i| cells.stats(i).n == 0).map(|&i| cells.labels[i]).collect();
+    let paired_outcomes = if diverged.is_empty() { cells.paired_outcomes(named) } else { None };
+    let (d, how) = match &paired_outcomes {
+        Some(outcomes) => (trend(&outcomes.iter().collect::<Vec<_>>()), "paired bootstrap over seeds and examples"),
+        None => (weighted_slope(cells, named), "weighted least squares on the cells' means (no per-example predictions)"),
+    };
+    let verdict = if !d.separates() || d.p >= ALPHA {
+        Verdict::CannotSeparate
+    } else if d.estimate < 0.0 {
+        Verdict::Supports
+    } else {
+        Verdict::Contradicts
+    };
+    let detail = format!(
+        "error goes from {} to {}; slope {} points from one cell to the next over {} cells, 95% CI [{}, {}], p = {} ({how}). This profile could detect a slope of {} points or more (80% power).{}",
+        cells.show(named[0]),
+        cells.show(*named.last().expect("cells")),
+        signed(d.estimate),
+        named.len(),
+        signed(d.low),
+        signed(d.high),
+        p_text(d.p),
+        pts(detectable(d.se, 1)),
+        seeds_note(cells, named)
+    );
+    (verdict, detail)
+}
+
+/// The slope of the cells' means weighted by their variances, for cells without predictions.
+fn weighted_slope(cells: &Cells, named: &[usize]) -> Difference {
     let points: Vec<(f64, f64, f64)> = named
         .iter()
         .enumerate()
         .map(|(x, &i)| {
-            let (m, v) = value(&cells.stats(i));
+            let (m, v) = cells.unpaired_value(i);
             (x as f64, m, 1.0 / v.max(1e-12))
         })
         .collect();
@@ -174,37 +320,201 @@ fn decreasing(cells: &Cells, named: &[usize]) -> (Verdict, String) {
     let ym = points.iter().map(|p| p.1 * p.2).sum::<f64>() / w;
     let sxx: f64 = points.iter().map(|p| p.2 * (p.0 - xm).powi(2)).sum();
     let slope = points.iter().map(|p| p.2 * (p.0 - xm) * (p.1 - ym)).sum::<f64>() / sxx.max(1e-300);
-    let z = slope * sxx.sqrt();
-    let detail = format!(
-        "error goes from {} to {}; fitted slope {:+.2} points from one cell to the next, over {} cells (z = {z:.1})",
-        cells.show(named[0]),
-        cells.show(*named.last().expect("cells")),
-        100.0 * slope,
-        named.len()
-    );
-    let verdict = if named.len() < 2 {
-        Verdict::NotMeasured
-    } else if z < -2.0 {
-        Verdict::Supports
-    } else if z > 2.0 {
-        Verdict::Contradicts
-    } else {
-        Verdict::CannotSeparate
-    };
-    (verdict, detail)
+    let se = 1.0 / sxx.max(1e-300).sqrt();
+    let z = normal_quantile(1.0 - ALPHA / 2.0);
+    let p = 2.0 * normal_upper_tail((slope / se).abs());
+    Difference { estimate: slope, low: slope - z * se, high: slope + z * se, se, p, method: Method::Unpaired }
 }
 
-/// `cell` learns nothing: every run diverged, or no better than the majority class.
+/// `cell` learns nothing: every run diverged, or its error is within
+/// [`FAILS_MARGIN`] of always predicting the majority class (the interval of
+/// the paired difference shows it); it learns when it is separated below.
 fn fails(cells: &Cells, cell: usize) -> (Verdict, String) {
     let st = cells.stats(cell);
     if st.n == 0 {
         return (Verdict::Supports, format!("{}: every run diverged", cells.labels[cell]));
     }
-    let se = st.var_of_mean.sqrt();
-    let detail = format!("{} against {} for always the majority class", cells.show(cell), pct(st.majority_error));
-    if st.mean < st.majority_error - 2.0 * se {
+    let d = match cells.tested[cell].as_ref() {
+        Some(t) => {
+            let majority = t.majority().wrong.swap_remove(0);
+            if t.outcomes.seeds() == 1 {
+                mcnemar_difference(&t.outcomes.wrong[0], &majority)
+            } else {
+                paired(&t.outcomes, &Outcomes { wrong: vec![majority; t.outcomes.seeds()] })
+            }
+        }
+        None => unpaired(cells.unpaired_value(cell), (st.majority_error, 0.0)),
+    };
+    let detail = format!(
+        "{} against {} for always the majority class: {} points, 95% CI [{}, {}], p = {} ({}).{}",
+        cells.show(cell),
+        pts(st.majority_error),
+        signed(d.estimate),
+        signed(d.low),
+        signed(d.high),
+        p_text(d.p),
+        d.method.words(),
+        seeds_note(cells, &[cell])
+    );
+    if d.high < 0.0 && d.p < ALPHA {
         (Verdict::Contradicts, format!("it learns: {detail}"))
+    } else if d.low > -FAILS_MARGIN {
+        (Verdict::Supports, format!("no better than the majority class by more than {} points: {detail}", pts(FAILS_MARGIN)))
     } else {
-        (Verdict::Supports, format!("no better than chance: {detail}"))
+        (Verdict::CannotSeparate, detail)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bertfit_data::splits::SplitMix64;
+
+    use super::*;
+    use crate::experiment::{Across, Claim, ClaimTest};
+
+    const N: usize = 2000;
+
+    /// A cell of `seeds` seeds around error `rate` on the shared examples;
+    /// `None` stats: a cell without a finished run.
+    fn cell(rng: &mut SplitMix64, base: &[f64], rate: f64, seeds: usize) -> (Option<Stats>, Option<Tested>) {
+        // Example i is wrong when its difficulty is below the rate: cells share hard examples.
+        let wrong: Vec<Vec<bool>> = (0..seeds).map(|_| base.iter().map(|d| *d < rate + 0.01 * (rng.unit() - 0.5)).collect()).collect();
+        let errors: Vec<f64> = wrong.iter().map(|w| w.iter().filter(|x| **x).count() as f64 / N as f64).collect();
+        let mean = errors.iter().sum::<f64>() / seeds as f64;
+        let stats = Stats {
+            n: seeds,
+            diverged: 0,
+            mean,
+            spread: 0.0,
+            var_of_mean: mean * (1.0 - mean) / N as f64 / seeds as f64,
+            majority_error: 0.5,
+            test_size: N,
+        };
+        let tested = Tested {
+            ids: (0..N).map(|i| format!("d/test/{i}")).collect(),
+            gold: (0..N).map(|i| if i % 2 == 0 { "neg" } else { "pos" }.to_string()).collect(),
+            outcomes: Outcomes { wrong },
+        };
+        (Some(stats), Some(tested))
+    }
+
+    fn cells<'a>(labels: &[&'a str], rates: &[Option<f64>], seeds: usize, paper: &[f64], paper_n: Option<usize>) -> Cells<'a> {
+        let mut rng = SplitMix64::new(1);
+        let base: Vec<f64> = (0..N).map(|_| rng.unit()).collect();
+        let made: Vec<(Option<Stats>, Option<Tested>)> =
+            rates.iter().map(|r| r.map(|r| cell(&mut rng, &base, r, seeds)).unwrap_or((None, None))).collect();
+        Cells {
+            labels: labels.to_vec(),
+            stats: made.iter().map(|m| m.0).collect(),
+            tested: made.into_iter().map(|m| m.1).collect(),
+            paper: paper.iter().map(|p| Some(*p)).collect(),
+            paper_test_size: paper_n,
+        }
+    }
+
+    fn claim(test: ClaimTest, cell: Option<&str>, than: Option<&str>, others: &[&str]) -> Claim {
+        Claim {
+            text: "a claim".into(),
+            test,
+            cell: cell.map(String::from),
+            than: than.map(String::from),
+            cells: others.iter().map(|s| s.to_string()).collect(),
+            across: Across::Rows,
+            only: None,
+        }
+    }
+
+    fn judge_on(claim: &Claim, cells: &Cells) -> (Verdict, String) {
+        let labels = cells.labels.clone();
+        verdict(claim, cells, &|l: &str| labels.iter().position(|x| *x == l))
+    }
+
+    const ABC: [&str; 3] = ["a", "b", "c"];
+
+    #[test]
+    fn lower_is_supported_contradicted_or_inseparable_by_its_paired_interval() {
+        let lower = claim(ClaimTest::Lower, Some("a"), Some("b"), &[]);
+        let (v, detail) = judge_on(&lower, &cells(&ABC, &[Some(0.10), Some(0.16), Some(0.2)], 1, &[0.0542, 0.0563, 0.06], Some(25_000)));
+        assert_eq!(v, Verdict::Supports, "{detail}");
+        assert!(detail.contains("exact McNemar") && detail.contains("seed-to-seed variation is unmeasured"), "{detail}");
+        assert!(detail.contains("could detect differences of"), "{detail}");
+        assert!(detail.contains("25,000 test examples") && detail.contains("they do not separate it"), "{detail}");
+        let (v, detail) = judge_on(&lower, &cells(&ABC, &[Some(0.16), Some(0.10), Some(0.2)], 3, &[], None));
+        assert_eq!(v, Verdict::Contradicts, "{detail}");
+        assert!(detail.contains("paired bootstrap") && detail.contains("3+ seeds"), "{detail}");
+        let (v, detail) = judge_on(&lower, &cells(&ABC, &[Some(0.150), Some(0.152), Some(0.2)], 3, &[], None));
+        assert_eq!(v, Verdict::CannotSeparate, "{detail}");
+    }
+
+    #[test]
+    fn lowest_needs_every_comparison_separated_after_holm() {
+        let lowest = claim(ClaimTest::Lowest, Some("a"), None, &[]);
+        let (v, detail) = judge_on(&lowest, &cells(&ABC, &[Some(0.10), Some(0.16), Some(0.18)], 1, &[], None));
+        assert_eq!(v, Verdict::Supports, "{detail}");
+        assert!(detail.contains("Holm over 2"), "{detail}");
+        // One comparison within noise: not supported, though a has the lowest mean.
+        let (v, detail) = judge_on(&lowest, &cells(&ABC, &[Some(0.10), Some(0.101), Some(0.18)], 1, &[], None));
+        assert_eq!(v, Verdict::CannotSeparate, "{detail}");
+        // Another cell clearly lower: contradicted.
+        let (v, detail) = judge_on(&lowest, &cells(&ABC, &[Some(0.15), Some(0.08), Some(0.18)], 1, &[], None));
+        assert_eq!(v, Verdict::Contradicts, "{detail}");
+        // Alone on its axis: nothing to compare, not supported.
+        let alone = cells(&["a"], &[Some(0.1)], 1, &[], None);
+        assert_eq!(judge_on(&lowest, &alone).0, Verdict::NotMeasured);
+    }
+
+    #[test]
+    fn missing_and_absent_cells_are_not_measured_and_never_panic() {
+        let lower = claim(ClaimTest::Lower, Some("a"), Some("b"), &[]);
+        let (v, detail) = judge_on(&lower, &cells(&ABC, &[Some(0.1), None, Some(0.2)], 1, &[], None));
+        assert_eq!(v, Verdict::NotMeasured);
+        assert!(detail.contains("no result for b"), "{detail}");
+        let (v, detail) = judge_on(&claim(ClaimTest::Lower, Some("a"), Some("z"), &[]), &cells(&ABC, &[Some(0.1); 3], 1, &[], None));
+        assert_eq!(v, Verdict::NotMeasured);
+        assert!(detail.contains("this profile has no cell z"), "{detail}");
+        // A trend whose named cells are all absent from this profile's axis.
+        let trend = claim(ClaimTest::Decreasing, None, None, &["x", "y"]);
+        assert_eq!(judge_on(&trend, &cells(&ABC, &[Some(0.1); 3], 1, &[], None)).0, Verdict::NotMeasured);
+        let lowest = claim(ClaimTest::Lowest, Some("a"), None, &["b", "c"]);
+        assert_eq!(judge_on(&lowest, &cells(&ABC, &[None; 3], 1, &[], None)).0, Verdict::NotMeasured);
+    }
+
+    #[test]
+    fn a_trend_is_judged_by_its_slope_interval() {
+        let falling = claim(ClaimTest::Decreasing, None, None, &[]);
+        let (v, detail) = judge_on(&falling, &cells(&ABC, &[Some(0.2), Some(0.15), Some(0.1)], 1, &[], None));
+        assert_eq!(v, Verdict::Supports, "{detail}");
+        assert_eq!(judge_on(&falling, &cells(&ABC, &[Some(0.1), Some(0.15), Some(0.2)], 1, &[], None)).0, Verdict::Contradicts);
+        assert_eq!(judge_on(&falling, &cells(&ABC, &[Some(0.15), Some(0.151), Some(0.15)], 2, &[], None)).0, Verdict::CannotSeparate);
+    }
+
+    #[test]
+    fn fails_is_supported_only_with_evidence() {
+        let fails = claim(ClaimTest::Fails, Some("a"), None, &[]);
+        // Predicting the majority class (nearly) always: the paired interval is
+        // narrow around zero, so it does not learn.
+        let mut stuck = cells(&["a"], &[Some(0.5)], 1, &[], None);
+        let tested = stuck.tested[0].as_mut().unwrap();
+        let mut wrong = tested.majority().wrong.swap_remove(0);
+        wrong.iter_mut().take(10).for_each(|w| *w = !*w);
+        tested.outcomes = Outcomes { wrong: vec![wrong] };
+        let (v, detail) = judge_on(&fails, &stuck);
+        assert_eq!(v, Verdict::Supports, "{detail}");
+        // Near the majority error but disagreeing with it on many examples: the
+        // interval is too wide to say it learns nothing.
+        let (v, detail) = judge_on(&fails, &cells(&["a"], &[Some(0.5)], 1, &[], None));
+        assert_eq!(v, Verdict::CannotSeparate, "{detail}");
+        let (v, detail) = judge_on(&fails, &cells(&["a"], &[Some(0.2)], 1, &[], None));
+        assert_eq!(v, Verdict::Contradicts, "{detail}");
+        // Every run diverged.
+        let mut diverged = cells(&["a"], &[Some(0.5)], 1, &[], None);
+        diverged.stats[0] = Some(Stats { n: 0, diverged: 1, ..diverged.stats[0].unwrap() });
+        assert_eq!(judge_on(&fails, &diverged).0, Verdict::Supports);
+        // Without predictions: the unpaired comparison with the majority error.
+        let mut unpaired_cells = cells(&["a"], &[Some(0.2)], 1, &[], None);
+        unpaired_cells.tested[0] = None;
+        let (v, detail) = judge_on(&fails, &unpaired_cells);
+        assert_eq!(v, Verdict::Contradicts, "{detail}");
+        assert!(detail.contains("unpaired"), "{detail}");
     }
 }

@@ -94,7 +94,9 @@ impl AxisValue {
 #[serde(deny_unknown_fields)]
 pub struct Profile {
     pub description: String,
-    /// Measured wall time of `just reproduce NAME` with this profile, and where.
+    /// Wall time of `just reproduce NAME` with this profile when it was last
+    /// sized, and where: documentation for the reader of the file (a table
+    /// states the wall time measured by the command that wrote it).
     #[serde(default)]
     pub wall_time: Option<String>,
     /// Training seeds per cell (0, 1, ...; `--seeds` overrides).

@@ -11,6 +11,10 @@ pub fn write_index(results: &Path) -> Result<()> {
     let mut tables = Vec::new();
     for entry in std::fs::read_dir(results).into_iter().flatten().flatten() {
         let dir = entry.path();
+        // A user's own results inside the committed ones have their own index.
+        if dir.file_name().is_some_and(|n| n == "local") {
+            continue;
+        }
         for candidate in std::iter::once(dir.clone()).chain(std::fs::read_dir(&dir).into_iter().flatten().flatten().map(|e| e.path())) {
             if candidate.join("table.md").is_file() {
                 tables.push(candidate);

@@ -6,9 +6,11 @@
 //! knows experiments, profiles and results folders.
 
 pub mod claims;
+pub mod compare;
 pub mod experiment;
 pub mod grid;
 pub mod index;
+pub mod inference;
 pub mod list;
 pub mod overrides;
 pub mod plan;

@@ -1,9 +1,13 @@
 //! The results of an experiment's grid, gathered for its table, claims and
 //! plots: each cell's finished runs (one per seed), or why the cell has none.
 
-use bertfit_run::RunMetrics;
+use std::path::Path;
+
+use anyhow::Result;
+use bertfit_run::{Predictions, RunMetrics, predictions_path, read_predictions};
 
 use crate::grid::Grid;
+use crate::inference::Outcomes;
 use crate::stats::Stats;
 
 /// What one cell holds.
@@ -14,10 +18,45 @@ pub enum CellState {
     Missing(String),
     /// A run of it failed with this error.
     Failed(String),
-    /// Its finished runs, and how many of its seeds are not finished.
-    Runs { done: Vec<RunMetrics>, pending: usize },
+    /// Its finished runs, their test predictions (`None` for runs written
+    /// before runs kept them), and how many of its seeds are not finished.
+    Runs { done: Vec<RunMetrics>, predictions: Vec<Option<Predictions>>, pending: usize },
     /// Not part of the experiment (the paper has no such cell either).
     Skipped,
+}
+
+/// A cell's outcomes on its test examples (every seed on the same ids, in order).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tested {
+    pub ids: Vec<String>,
+    pub gold: Vec<String>,
+    pub outcomes: Outcomes,
+}
+
+impl Tested {
+    /// The same outcomes with the examples in the order of `ids`; `None` when
+    /// the two test sets differ.
+    pub fn aligned(&self, ids: &[String]) -> Option<Outcomes> {
+        if self.ids == ids {
+            return Some(self.outcomes.clone());
+        }
+        if self.ids.len() != ids.len() {
+            return None;
+        }
+        let position: std::collections::HashMap<&str, usize> = self.ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
+        let order: Vec<usize> = ids.iter().map(|id| position.get(id.as_str()).copied()).collect::<Option<_>>()?;
+        Some(Outcomes { wrong: self.outcomes.wrong.iter().map(|w| order.iter().map(|&i| w[i]).collect()).collect() })
+    }
+
+    /// The outcomes of always predicting the most frequent gold class.
+    pub fn majority(&self) -> Outcomes {
+        let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+        for g in &self.gold {
+            *counts.entry(g.as_str()).or_default() += 1;
+        }
+        let most = counts.iter().max_by_key(|(_, n)| **n).map(|(c, _)| *c).unwrap_or_default();
+        Outcomes { wrong: vec![self.gold.iter().map(|g| g != most).collect()] }
+    }
 }
 
 /// A grid and what each of its cells holds, row-major.
@@ -26,6 +65,8 @@ pub struct Report<'a> {
     pub cells: Vec<CellState>,
     /// Wall time of this invocation of the runner, seconds.
     pub wall_seconds: f64,
+    /// Runs this invocation trained (or finished).
+    pub trained: usize,
 }
 
 impl Report<'_> {
@@ -42,6 +83,21 @@ impl Report<'_> {
 
     pub fn stats(&self, row: usize, column: usize) -> Option<Stats> {
         Stats::of(self.runs(row, column))
+    }
+
+    /// The cell's per-example outcomes on its test set, one row per finished
+    /// seed that was scored: `None` when a finished run kept no predictions
+    /// (or none finished with a score).
+    pub fn tested(&self, row: usize, column: usize) -> Option<Tested> {
+        let CellState::Runs { done, predictions, .. } = self.state(row, column) else { return None };
+        let scored: Vec<&Predictions> =
+            done.iter().zip(predictions).filter(|(m, _)| m.result.test_error.is_some()).map(|(_, p)| p.as_ref()).collect::<Option<_>>()?;
+        let first = scored.first()?;
+        Some(Tested {
+            ids: first.ids.clone(),
+            gold: first.gold.clone(),
+            outcomes: Outcomes { wrong: scored.iter().map(|p| p.correct().iter().map(|c| !c).collect()).collect() },
+        })
     }
 
     /// Every finished run of the grid.
@@ -66,4 +122,14 @@ impl Report<'_> {
         }
         counts
     }
+}
+
+/// The test predictions in the run folder `dir` of `run`: `None` when it kept
+/// none (written before runs kept them, or no epoch finished).
+pub fn load_predictions(dir: &Path, run: &RunMetrics) -> Result<Option<Predictions>> {
+    let path = predictions_path(dir, "test");
+    if run.result.test_error.is_none() || (!path.exists() && run.results_version < 2) {
+        return Ok(None);
+    }
+    read_predictions(&path, Some(run.sizes.test)).map(Some)
 }

@@ -16,14 +16,17 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use bertfit_model::Backend;
-use bertfit_run::{PreparedRun, RunMetrics, RunOptions, execute, finished, stop_after_steps, summary, write_atomic};
+use bertfit_run::{
+    Predictions, PreparedRun, RunMetrics, RunOptions, execute, finished, predictions_path, stop_after_steps, summary, write_atomic,
+};
 use bertfit_train::progress::{Progress, ProgressTarget};
 use indicatif::MultiProgress;
 
+use crate::compare::{ResultSet, compare};
 use crate::grid::{Grid, experiment_dirs, known, load_experiment};
 use crate::index::write_index;
 use crate::plan::{Planned, plan};
-use crate::report::{CellState, Report};
+use crate::report::{CellState, Report, load_predictions};
 
 /// How `reproduce` runs an experiment.
 #[derive(Debug, Clone)]
@@ -38,6 +41,9 @@ pub struct ReproduceOptions {
     pub set: Vec<String>,
     /// Where results go.
     pub results: PathBuf,
+    /// Committed results to compare with once the table is written (skipped
+    /// when it is `results` itself or holds no table of this experiment and profile).
+    pub reference: Option<PathBuf>,
     /// A folder of experiment files that add to or override the built-in ones.
     pub experiments: Option<PathBuf>,
     /// Also write each run's fine-tuned model (HF layout) to its run folder.
@@ -99,14 +105,43 @@ fn reproduce_one(name: &str, options: &ReproduceOptions, dirs: &[PathBuf]) -> Re
     let todo = runs.to_do(&grid, &planned, options.quiet)?;
     let (failures, stopped) = run_all(&grid, &planned, &todo, &runs, options)?;
     let cells = collect(&grid, &planned, &failures, &runs)?;
-    let report = Report { grid: &grid, cells, wall_seconds: start.elapsed().as_secs_f64() };
+    let trained = todo.len() - failures.len();
+    let report = Report { grid: &grid, cells, wall_seconds: start.elapsed().as_secs_f64(), trained };
     let out = output_dir(&options.results, name, &grid.profile_name);
     write_report(&report, &out, options)?;
     if stopped {
         return Ok(());
     }
+    if let Some(reference) = &options.reference {
+        against_reference(&out, &output_dir(reference, name, &grid.profile_name), options.quiet)?;
+    }
     if !failures.is_empty() {
         bail!("{} runs of {name} failed; their errors are in {}", failures.len(), out.join("table.md").display());
+    }
+    Ok(())
+}
+
+/// Compares the table just written in `out` with the reference's table of the
+/// same experiment and profile, into `out/reference.md` and `reference.csv`,
+/// and says the outcome in one line; nothing when there is no such reference
+/// (or it is `out` itself).
+fn against_reference(out: &Path, reference: &Path, quiet: bool) -> Result<()> {
+    let same = |a: &Path, b: &Path| a.canonicalize().ok().zip(b.canonicalize().ok()).is_some_and(|(a, b)| a == b);
+    if !reference.join("table.csv").is_file() || same(out, reference) {
+        return Ok(());
+    }
+    let ours = ResultSet::read(out, &out.display().to_string())?;
+    let theirs = ResultSet::read(reference, &format!("the reference {}", reference.display()))?;
+    match compare(&ours, &theirs) {
+        Ok(comparison) => {
+            write_atomic(&out.join("reference.md"), &comparison.markdown())?;
+            write_atomic(&out.join("reference.csv"), &comparison.csv())?;
+            if !quiet {
+                eprintln!("{} (in {})", comparison.summary(), out.join("reference.md").display());
+            }
+        }
+        Err(e) if !quiet => eprintln!("not compared with the reference: {e:#}"),
+        Err(_) => {}
     }
     Ok(())
 }
@@ -123,6 +158,13 @@ impl Runs {
 
     fn finished(&self, run: &PreparedRun) -> Result<Option<RunMetrics>> {
         finished(&self.of(run), &run.identity, "run")
+    }
+
+    /// A finished run's test predictions; `None` for a run written before runs
+    /// kept them, or one that never finished an epoch. A file that does not
+    /// match its run's test set is refused, naming it.
+    fn predictions(&self, run: &RunMetrics) -> Result<Option<Predictions>> {
+        load_predictions(&self.dir.join(&run.identity), run)
     }
 
     /// The planned runs not finished yet (indices into `planned`), said in one line.
@@ -215,6 +257,23 @@ fn write_report(report: &Report, out: &Path, options: &ReproduceOptions) -> Resu
     Ok(())
 }
 
+/// Refuses a cell whose seeds were scored on different test examples, naming the file.
+fn same_examples(done: &[RunMetrics], predictions: &[Option<Predictions>], runs: &Runs) -> Result<()> {
+    let scored: Vec<(&RunMetrics, &Predictions)> = done.iter().zip(predictions).filter_map(|(m, p)| Some((m, p.as_ref()?))).collect();
+    if let Some((first, p0)) = scored.first() {
+        for (m, p) in &scored[1..] {
+            if p.ids != p0.ids {
+                bail!(
+                    "{}: its test examples differ from those of {} (a seed of the same cell)",
+                    predictions_path(&runs.dir.join(&m.identity), "test").display(),
+                    predictions_path(&runs.dir.join(&first.identity), "test").display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Each cell's state from its planned runs.
 fn collect(grid: &Grid, planned: &[Planned], failures: &BTreeMap<usize, String>, runs: &Runs) -> Result<Vec<CellState>> {
     let mut cells = Vec::with_capacity(grid.cells.len());
@@ -239,10 +298,12 @@ fn collect(grid: &Grid, planned: &[Planned], failures: &BTreeMap<usize, String>,
             cells.push(CellState::Skipped);
             continue;
         }
+        let predictions = done.iter().map(|m| runs.predictions(m)).collect::<Result<Vec<_>>>()?;
+        same_examples(&done, &predictions, runs)?;
         cells.push(match (missing, failed) {
             (Some(why), _) => CellState::Missing(why),
             (None, Some(e)) if done.is_empty() => CellState::Failed(e),
-            _ => CellState::Runs { done, pending },
+            _ => CellState::Runs { done, predictions, pending },
         });
     }
     Ok(cells)

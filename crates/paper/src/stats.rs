@@ -41,3 +41,16 @@ impl Stats {
         Some(Self { n, diverged, mean, spread, var_of_mean, majority_error: first.majority_error, test_size })
     }
 }
+
+/// `n` with thousands separated by commas.
+pub fn thousands(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}

@@ -7,7 +7,7 @@ use std::fmt::Write;
 
 use crate::claims::{Verdict, judge};
 use crate::report::{CellState, Report};
-use crate::stats::Stats;
+use crate::stats::{Stats, thousands};
 
 /// A cell's error in percent: `mean ± spread`, `*` when the spread is the
 /// binomial standard error of one seed.
@@ -29,18 +29,6 @@ pub fn model_label(model: Option<&str>) -> String {
         None => "all-MiniLM-L6-v2 (the embedded default)".into(),
         Some(m) => m.strip_prefix("hf:").unwrap_or(m).to_string(),
     }
-}
-
-fn thousands(n: usize) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// `table.md`: the header that says what produced the table, the table beside
@@ -80,24 +68,38 @@ fn write_header(md: &mut String, report: &Report) {
     }
     let backends: BTreeSet<&str> = runs.iter().map(|r| r.backend.as_str()).collect();
     let commits: BTreeSet<&str> = runs.iter().map(|r| r.commit.as_str()).collect();
+    let versions: BTreeSet<u64> = runs.iter().map(|r| r.results_version).collect();
     let seeds = grid.seeds.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ");
     let _ = writeln!(
         md,
-        "- **Backend**: {}. **Seeds**: {} per cell (training seed offsets {seeds}). **Commit**: {}.",
+        "- **Backend**: {}. **Seeds**: {} per cell (training seed offsets {seeds}). **Commit**: {}. **Results version**: {}.",
         if backends.is_empty() { "-".into() } else { backends.into_iter().collect::<Vec<_>>().join(", ") },
         grid.seeds.len(),
-        if commits.is_empty() { "-".into() } else { commits.into_iter().collect::<Vec<_>>().join(", ") }
+        if commits.is_empty() { "-".into() } else { commits.iter().copied().collect::<Vec<_>>().join(", ") },
+        if versions.is_empty() { "-".into() } else { versions.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ") },
     );
+    if commits.len() > 1 || versions.len() > 1 {
+        let _ = writeln!(
+            md,
+            "- **Mixed**: the runs of this table come from {} commits and {} results versions; cells may differ by the code as well as the method.",
+            commits.len(),
+            versions.len()
+        );
+    }
     if !grid.overrides.is_empty() {
         let _ = writeln!(md, "- **Overrides**: `--set {}`", grid.overrides.join("` `--set "));
     }
     let (done, partial, missing, failed) = report.counts();
     let compute: f64 = runs.iter().map(|r| r.result.train_seconds + r.result.curve.iter().map(|e| e.eval_seconds).sum::<f64>()).sum();
+    let wall = if report.trained == 0 {
+        format!("this invocation trained no run (all were done already): {:.1} min of reading and rendering", report.wall_seconds / 60.0)
+    } else {
+        format!("measured wall time of this invocation, which trained {} runs: {:.1} min", report.trained, report.wall_seconds / 60.0)
+    };
     let _ = writeln!(
         md,
-        "- **Cells**: {done} done, {partial} partly done, {missing} missing, {failed} failed. Training and evaluation time of the runs: {:.1} min.{}",
+        "- **Cells**: {done} done, {partial} partly done, {missing} missing, {failed} failed. Training and evaluation time of the runs: {:.1} min; {wall}.",
         compute / 60.0,
-        grid.profile.wall_time.as_ref().map(|w| format!(" Measured wall time of `just reproduce {}`: {w}.", grid.name)).unwrap_or_default()
     );
     let _ = writeln!(md);
 }
@@ -183,7 +185,7 @@ fn write_table(md: &mut String, report: &Report) {
         let mut line = format!("| {}{paper_row} |", row.label);
         for (c, column) in grid.columns.iter().enumerate() {
             let ours = match report.state(r, c) {
-                CellState::Runs { done, pending } => {
+                CellState::Runs { done, pending, .. } => {
                     let text = Stats::of(done).map(|s| cell_text(&s)).unwrap_or_else(|| "not run yet".into());
                     if *pending > 0 && !done.is_empty() { format!("{text} ({pending} seeds to run)") } else { text }
                 }
@@ -228,7 +230,8 @@ fn write_claims(md: &mut String, report: &Report) {
         let _ = writeln!(md, "\n## The paper's claims\n");
         let _ = writeln!(
             md,
-            "Two cells are told apart when their difference exceeds twice its standard error (a cell's: the seeds' standard deviation, at least the binomial standard error, over sqrt(n)); otherwise our numbers cannot separate them.\n"
+            "Cells scored on the same test examples are compared paired: with one seed a side, the exact McNemar test and the Wald interval of the difference; with several seeds, a bootstrap that draws the test examples, then each cell's seeds ({} resamples), so that its 95% interval holds both the seed-to-seed and the test-sampling variation. A claim of several comparisons is corrected by Holm's method. A claim is supported or contradicted only when its comparisons separate (the interval excludes zero, the corrected p-value is below 0.05); otherwise our numbers cannot separate the cells. Differences are in error points, the first cell minus the other; the detectable difference is the smallest true one this profile would find with 80% power. The paper's own numbers are single runs; whether they separate the claim at the paper's test size is judged as independent binomials.\n",
+            crate::inference::RESAMPLES
         );
         for claim in &e.claims {
             let judgements = judge(report, claim);
@@ -244,7 +247,7 @@ fn write_claims(md: &mut String, report: &Report) {
     }
 }
 
-fn csv_field(s: &str) -> String {
+pub fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
 }
 
