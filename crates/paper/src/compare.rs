@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use bertfit_run::{Predictions, RunMetrics, finished};
 
-use crate::inference::{Difference, Outcomes, paired, unpaired};
-use crate::report::load_predictions;
+use crate::inference::{Difference, paired, unpaired};
+use crate::report::{Tested, load_predictions};
+use crate::stats::Stats;
 
 /// A cell's finished runs, each with its test predictions (if it kept them).
 pub type CellRuns = Vec<(RunMetrics, Option<Predictions>)>;
@@ -191,30 +192,22 @@ fn compare_cell(
     a: &[(RunMetrics, Option<Predictions>)],
     b: &[(RunMetrics, Option<Predictions>)],
 ) -> CellComparison {
-    let mean = |runs: &[(RunMetrics, Option<Predictions>)]| {
-        runs.iter().map(|(m, _)| m.result.test_error.unwrap_or(f64::NAN)).sum::<f64>() / runs.len() as f64
+    let stats = |runs: &[(RunMetrics, Option<Predictions>)]| {
+        Stats::of(&runs.iter().map(|(m, _)| m.clone()).collect::<Vec<_>>()).expect("a cell of finished runs")
     };
-    let outcomes = |runs: &[(RunMetrics, Option<Predictions>)], ids: Option<&[String]>| -> Option<(Vec<String>, Outcomes)> {
-        let preds: Vec<&Predictions> = runs.iter().map(|(_, p)| p.as_ref()).collect::<Option<_>>()?;
-        let ids: Vec<String> = ids.map(|i| i.to_vec()).unwrap_or_else(|| preds[0].ids.clone());
-        let wrong = preds
-            .iter()
-            .map(|p| {
-                let by_id: BTreeMap<&str, bool> = p.ids.iter().map(String::as_str).zip(p.correct().into_iter().map(|c| !c)).collect();
-                ids.iter().map(|id| by_id.get(id.as_str()).copied()).collect::<Option<Vec<bool>>>()
-            })
-            .collect::<Option<Vec<_>>>()?;
-        Some((ids, Outcomes { wrong }))
-    };
-    let difference = match outcomes(a, None).and_then(|(ids, oa)| Some((oa, outcomes(b, Some(&ids))?.1))) {
-        Some((oa, ob)) => paired(&oa, &ob),
-        None => unpaired(variance_of_mean(a), variance_of_mean(b)),
+    let tested =
+        |runs: &[(RunMetrics, Option<Predictions>)]| Tested::of(&runs.iter().map(|(_, p)| p.as_ref()).collect::<Option<Vec<_>>>()?);
+    let (sa, sb) = (stats(a), stats(b));
+    let paired_outcomes = tested(a).and_then(|ta| Some((tested(b)?.aligned(&ta.ids)?, ta.outcomes)));
+    let difference = match paired_outcomes {
+        Some((ob, oa)) => paired(&oa, &ob),
+        None => unpaired((sa.mean, sa.var_of_mean), (sb.mean, sb.var_of_mean)),
     };
     let identical = a.len() == b.len()
         && a.iter().zip(b).all(|((ma, pa), (mb, pb))| {
             ma.identity == mb.identity && untimed(&ma.result) == untimed(&mb.result) && pa.is_some() && pa == pb
         });
-    CellComparison { row: key.0.clone(), column: key.1.clone(), a: (mean(a), a.len()), b: (mean(b), b.len()), difference, identical }
+    CellComparison { row: key.0.clone(), column: key.1.clone(), a: (sa.mean, a.len()), b: (sb.mean, b.len()), difference, identical }
 }
 
 /// The dotted settings whose values differ between the two sides' runs of
@@ -250,22 +243,6 @@ fn differing_settings(a: &ResultSet, b: &ResultSet) -> Vec<String> {
 /// A run's curve without its timings: what equal runs share bit for bit.
 fn untimed(r: &bertfit_train::FinetuneResult) -> Vec<(u64, f64, f64, Option<f64>)> {
     r.curve.iter().map(|e| (e.steps, e.train_loss, e.dev_error, e.test_error)).collect()
-}
-
-/// A cell's mean error and the variance of that mean: the seeds' variance
-/// over n (at least the binomial variance of one test error), or the
-/// binomial variance with one seed.
-fn variance_of_mean(runs: &[(RunMetrics, Option<Predictions>)]) -> (f64, f64) {
-    let errors: Vec<f64> = runs.iter().filter_map(|(m, _)| m.result.test_error).collect();
-    let n = errors.len().max(1) as f64;
-    let mean = errors.iter().sum::<f64>() / n;
-    let test = runs.first().map_or(1, |(m, _)| m.sizes.test.max(1)) as f64;
-    let binomial = mean * (1.0 - mean) / test;
-    if errors.len() < 2 {
-        return (mean, binomial);
-    }
-    let var = errors.iter().map(|e| (e - mean).powi(2)).sum::<f64>() / (n - 1.0);
-    (mean, var.max(binomial) / n)
 }
 
 impl Comparison {

@@ -34,6 +34,22 @@ pub struct Tested {
 }
 
 impl Tested {
+    /// The outcomes of the seeds' test predictions, every seed in the first
+    /// one's example order; `None` when there are none or their examples differ.
+    pub fn of(seeds: &[&Predictions]) -> Option<Self> {
+        let first = seeds.first()?;
+        let mut wrong = Vec::with_capacity(seeds.len());
+        for p in seeds {
+            let own = Tested {
+                ids: p.ids.clone(),
+                gold: Vec::new(),
+                outcomes: Outcomes { wrong: vec![p.correct().iter().map(|c| !c).collect()] },
+            };
+            wrong.extend(own.aligned(&first.ids)?.wrong);
+        }
+        Some(Tested { ids: first.ids.clone(), gold: first.gold.clone(), outcomes: Outcomes { wrong } })
+    }
+
     /// The same outcomes with the examples in the order of `ids`; `None` when
     /// the two test sets differ.
     pub fn aligned(&self, ids: &[String]) -> Option<Outcomes> {
@@ -92,12 +108,7 @@ impl Report<'_> {
         let CellState::Runs { done, predictions, .. } = self.state(row, column) else { return None };
         let scored: Vec<&Predictions> =
             done.iter().zip(predictions).filter(|(m, _)| m.result.test_error.is_some()).map(|(_, p)| p.as_ref()).collect::<Option<_>>()?;
-        let first = scored.first()?;
-        Some(Tested {
-            ids: first.ids.clone(),
-            gold: first.gold.clone(),
-            outcomes: Outcomes { wrong: scored.iter().map(|p| p.correct().iter().map(|c| !c).collect()).collect() },
-        })
+        Tested::of(&scored)
     }
 
     /// Every finished run of the grid.
