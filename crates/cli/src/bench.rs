@@ -34,10 +34,11 @@ pub struct BenchArgs {
     pub batch: usize,
     #[arg(long, value_delimiter = ',', default_value = "32,128,512")]
     pub seq_lens: Vec<usize>,
-    /// Batch and lengths of the masked-LM case (no lengths: no MLM case).
+    /// Batch and lengths of the masked-LM case (`--mlm-seq-lens` with no
+    /// value: no MLM case).
     #[arg(long, default_value_t = 32)]
     pub mlm_batch: usize,
-    #[arg(long, value_delimiter = ',', default_value = "128")]
+    #[arg(long, value_delimiter = ',', num_args = 0.., default_value = "128")]
     pub mlm_seq_lens: Vec<usize>,
     /// Timed training steps (after one untimed warm-up step).
     #[arg(long, default_value_t = 5)]
@@ -275,8 +276,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if let Some(spec) = &args.worker {
         return run_worker(&args, spec);
     }
-    if args.rounds == 0 {
-        bail!("--rounds must be at least 1");
+    for (flag, value) in [("--rounds", args.rounds), ("--steps", args.steps), ("--batch", args.batch), ("--mlm-batch", args.mlm_batch)] {
+        if value == 0 {
+            bail!("{flag} must be at least 1");
+        }
+    }
+    if let Some(len) = args.seq_lens.iter().chain(&args.mlm_seq_lens).find(|&&len| len < 3) {
+        bail!("sequence length {len}: a bench sequence needs [CLS], [SEP] and at least one token");
     }
     // Fetch the default model once, before the children start.
     let model_dir = ModelArgs { model: args.model.clone(), backend: Backend::Flex }.model_dir()?;
