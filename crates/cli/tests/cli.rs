@@ -71,6 +71,10 @@ fn bad_inputs_get_one_line_errors() {
     std::fs::write(&weights, &bytes[..bytes.len() / 3]).unwrap();
     assert_clean_error(&bertfit(&["encode", "--model", truncated.path().to_str().unwrap()], b"a\n"), "model.safetensors");
 
+    // The bench refuses an empty case before it fetches or measures anything.
+    assert_clean_error(&bertfit(&["bench", "--model", model, "--mlm-batch", "0"], b""), "--mlm-batch must be at least 1");
+    assert_clean_error(&bertfit(&["bench", "--model", model, "--seq-lens", "2"], b""), "sequence length 2");
+
     if !cfg!(feature = "wgpu") {
         assert_clean_error(&bertfit(&["encode", "--model", model, "--backend", "wgpu"], b"a\n"), "just build-wgpu");
     }

@@ -227,7 +227,8 @@ fn lower(cells: &Cells, cell: usize, others: &[usize]) -> (Verdict, String) {
         .zip(&diffs)
         .zip(&adjusted)
         .map(|((&o, d), p)| {
-            format!("vs {}: {} [{}, {}], p = {}", cells.show(o), signed(d.estimate), signed(d.low), signed(d.high), p_text(*p))
+            let p = if m > 1 { format!("Holm-adjusted {}", p_text(*p)) } else { p_text(*p) };
+            format!("vs {}: {} [{}, {}], {p}", cells.show(o), signed(d.estimate), signed(d.low), signed(d.high))
         })
         .collect();
     let detectable_pts = diffs.iter().map(|d| detectable(d.se, m)).fold(0.0f64, f64::max);
@@ -244,8 +245,9 @@ fn lower(cells: &Cells, cell: usize, others: &[usize]) -> (Verdict, String) {
     (verdict, detail)
 }
 
+/// "p = 0.024", or "p < 0.001" below the precision a bootstrap of 2000 can give.
 fn p_text(p: f64) -> String {
-    if p < 0.001 { "< 0.001".into() } else { format!("{p:.3}") }
+    if p < 0.001 { "p < 0.001".into() } else { format!("p = {p:.3}") }
 }
 
 /// Whether the paper's own numbers separate `cell` below `others` at its test size.
@@ -291,7 +293,7 @@ fn decreasing(cells: &Cells, named: &[usize]) -> (Verdict, String) {
         Verdict::Contradicts
     };
     let detail = format!(
-        "error goes from {} to {}; slope {} points from one cell to the next over {} cells, 95% CI [{}, {}], p = {} ({how}). This profile could detect a slope of {} points or more (80% power).{}",
+        "error goes from {} to {}; slope {} points from one cell to the next over {} cells, 95% CI [{}, {}], {} ({how}). This profile could detect a slope of {} points or more (80% power).{}",
         cells.show(named[0]),
         cells.show(*named.last().expect("cells")),
         signed(d.estimate),
@@ -346,7 +348,7 @@ fn fails(cells: &Cells, cell: usize) -> (Verdict, String) {
         None => unpaired(cells.unpaired_value(cell), (st.majority_error, 0.0)),
     };
     let detail = format!(
-        "{} against {} for always the majority class: {} points, 95% CI [{}, {}], p = {} ({}).{}",
+        "{} against {} for always the majority class: {} points, 95% CI [{}, {}], {} ({}).{}",
         cells.show(cell),
         pts(st.majority_error),
         signed(d.estimate),
