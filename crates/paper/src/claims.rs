@@ -9,7 +9,7 @@
 //! seed variation was measured, and whether the paper's own single-run numbers
 //! separate the cells at its test size.
 
-use crate::experiment::{Across, Claim, ClaimTest};
+use crate::experiment::{Across, AxisValue, Claim, ClaimTest};
 use crate::inference::{
     ALPHA, Difference, Method, Outcomes, binomial_z, detectable, holm, mcnemar_difference, normal_quantile, normal_upper_tail, paired,
     trend, unpaired,
@@ -49,18 +49,29 @@ pub struct Judgement {
 /// (error points, as a fraction) is supported when the interval shows it.
 const FAILS_MARGIN: f64 = 0.02;
 
-/// Table 1's test sizes, by the labels experiments give the datasets.
+/// Table 1's test sizes, by the labels experiments give the datasets or by
+/// the datasets' catalogue names.
 pub fn paper_test_size(label: &str) -> Option<usize> {
     Some(match label {
-        "IMDb" => 25_000,
-        "Yelp P." => 38_000,
-        "Yelp F." => 50_000,
-        "TREC" => 500,
-        "Yah. A." | "Yahoo! Answers" => 60_000,
-        "AG" | "AG's News" => 7_600,
-        "DBP" | "DBPedia" => 70_000,
-        "Sogou" | "Sogou News" => 6_000,
+        "IMDb" | "imdb" => 25_000,
+        "Yelp P." | "yelp_polarity" => 38_000,
+        "Yelp F." | "yelp_full" => 50_000,
+        "TREC" | "trec" => 500,
+        "Yah. A." | "Yahoo! Answers" | "yahoo_answers" => 60_000,
+        "AG" | "AG's News" | "ag_news" => 7_600,
+        "DBP" | "DBPedia" | "dbpedia" => 70_000,
+        "Sogou" | "Sogou News" | "sogou_news" => 6_000,
         _ => return None,
+    })
+}
+
+/// The paper's test size for a claim judged in `scope`: the scope's dataset
+/// when the scope is one (a column "IMDb"), else the dataset of the
+/// experiment's own `[run.data]` (Table 4's rows are learning rates, all on IMDb).
+fn scope_test_size(run: &toml::Table, scope: &AxisValue) -> Option<usize> {
+    paper_test_size(scope.paper_label()).or_else(|| paper_test_size(&scope.label)).or_else(|| {
+        let dataset = run.get("data")?.get("dataset")?.as_str()?;
+        paper_test_size(dataset)
     })
 }
 
@@ -101,7 +112,7 @@ pub fn judge(report: &Report, claim: &Claim) -> Vec<Judgement> {
                     grid.experiment.paper_number(&grid.rows[r], &grid.columns[c]).map(|p| p / 100.0)
                 })
                 .collect(),
-            paper_test_size: paper_test_size(scope.paper_label()).or_else(|| paper_test_size(&scope.label)),
+            paper_test_size: scope_test_size(&grid.experiment.run, scope),
         };
         let (verdict, detail) = verdict(claim, &cells, &find);
         judgements.push(Judgement { scope: scope.label.clone(), verdict, detail });
@@ -518,5 +529,17 @@ mod tests {
         let (v, detail) = judge_on(&fails, &unpaired_cells);
         assert_eq!(v, Verdict::Contradicts, "{detail}");
         assert!(detail.contains("unpaired"), "{detail}");
+    }
+
+    #[test]
+    fn the_paper_test_size_comes_from_the_scope_or_else_the_experiments_dataset() {
+        let value = |text: &str| toml::from_str::<AxisValue>(text).unwrap();
+        let run: toml::Table = toml::from_str("[data]\ndataset = \"imdb\"").unwrap();
+        // A dataset column names its own test size, whatever the base run's dataset.
+        assert_eq!(scope_test_size(&run, &value("label = \"TREC\"")), Some(500));
+        assert_eq!(scope_test_size(&run, &value("label = \"AG (quick)\"\npaper = \"AG\"")), Some(7_600));
+        // A scope that is no dataset (Table 4's learning-rate rows) takes the run's.
+        assert_eq!(scope_test_size(&run, &value("label = \"1.0e-4\"")), Some(25_000));
+        assert_eq!(scope_test_size(&toml::Table::new(), &value("label = \"1.0e-4\"")), None);
     }
 }
