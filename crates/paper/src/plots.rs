@@ -47,6 +47,21 @@ fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("plotting failed: {e:?}")
 }
 
+/// The series' legend, in one style for every plot, at `position`.
+fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font((FONT, 14))
+        .position(position)
+        .draw()
+        .map_err(err)
+}
+
 /// Draws with `draw` into `STEM.svg` and `STEM.png`; returns both paths.
 fn render(
     stem: &Path,
@@ -152,14 +167,7 @@ fn bars<DB: DrawingBackend>(report: &Report, area: DrawingArea<DB, Shift>) -> Re
             .label(format!("{}: paper", column.label))
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], light.filled()));
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font((FONT, 14))
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()
-        .map_err(err)?;
+    legend(&mut chart, SeriesLabelPosition::UpperRight)?;
     area.present().map_err(err)
 }
 
@@ -222,14 +230,7 @@ fn learning_curves<DB: DrawingBackend>(report: &Report, area: DrawingArea<DB, Sh
         chart.draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled()))).map_err(err)?;
     }
     // Upper right: error curves fall, so the legend covers none of their last points.
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font((FONT, 14))
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()
-        .map_err(err)?;
+    legend(&mut chart, SeriesLabelPosition::UpperRight)?;
     area.present().map_err(err)
 }
 
@@ -284,7 +285,7 @@ fn line<DB: DrawingBackend>(report: &Report, x_label: &str, log_x: bool, area: D
             .map_err(err)?;
         chart.draw_series(points.iter().map(|(x, s)| Circle::new((*x, 100.0 * s.mean), 4, color.filled()))).map_err(err)?;
     }
-    chart.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).label_font((FONT, 14)).draw().map_err(err)?;
+    legend(&mut chart, SeriesLabelPosition::MiddleRight)?;
     area.present().map_err(err)
 }
 
@@ -327,6 +328,6 @@ fn schedules<DB: DrawingBackend>(report: &Report, area: DrawingArea<DB, Shift>) 
             .label(label.clone())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
     }
-    chart.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).label_font((FONT, 14)).draw().map_err(err)?;
+    legend(&mut chart, SeriesLabelPosition::MiddleRight)?;
     area.present().map_err(err)
 }
