@@ -19,7 +19,7 @@ pub use weights::{EncoderPrefix, LoadReport, load_hf_weights, save_hf_weights, w
 pub use chunk_pool::{AttentionPool, ChunkPool};
 pub use classifier::{BertForMultiTask, BertForSequenceClassification, HeadConfig};
 pub use feat::{BertFeatClassifier, FeatConfig};
-pub use features::{Combine, Features, LayerSet};
+pub use features::{Combine, Features, LayerSet, Tokens};
 pub use mlm::{BertForMaskedLM, PretrainingOutput};
 
 use std::path::Path;
