@@ -84,11 +84,27 @@ fn the_results_version_moves_with_the_numbers() {
         "RESULTS_VERSION is {RESULTS_VERSION} but {FIXTURE} pins another: regenerate it with BERTFIT_UPDATE_FIXTURES=1 cargo test --test results_version"
     );
     for backend in measured.keys() {
-        assert_eq!(
-            measured.get(backend),
-            pinned.get(backend),
+        assert!(
+            same_numbers(&measured[backend], pinned.get(backend)),
             "the tiny run's numbers on {backend} changed: a change that alters results must bump RESULTS_VERSION \
-             (crates/run/src/identity.rs) and regenerate {FIXTURE} with BERTFIT_UPDATE_FIXTURES=1"
+             (crates/run/src/identity.rs) and regenerate {FIXTURE} with BERTFIT_UPDATE_FIXTURES=1\n measured: {}\n   pinned: {:?}",
+            measured[backend],
+            pinned.get(backend)
         );
     }
+}
+
+/// The pinned numbers again: errors and the predictions' hash exactly, the
+/// training losses to 1e-6 relative. The last bits of an f32 loss move with
+/// the CPU (flex's first loss moved by 1e-8 relative between the machine that
+/// wrote the fixture and an AVX-512 AMD EPYC, on the same code); a change of
+/// the computation moves a loss after two steps by far more.
+fn same_numbers(measured: &Value, pinned: Option<&Value>) -> bool {
+    let Some(pinned) = pinned else { return false };
+    let losses = |v: &Value| v["train_loss"].as_array().map(|a| a.iter().filter_map(Value::as_f64).collect::<Vec<f64>>());
+    let close = match (losses(measured), losses(pinned)) {
+        (Some(a), Some(b)) => a.len() == b.len() && a.iter().zip(&b).all(|(x, y)| (x - y).abs() <= 1e-6 * y.abs().max(1e-12)),
+        _ => false,
+    };
+    close && ["dev_error", "test_error", "test_predictions_sha256"].iter().all(|k| measured[*k] == pinned[*k])
 }

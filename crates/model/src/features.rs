@@ -193,9 +193,9 @@ mod tests {
             &device,
         );
         let mask = Tensor::<2, Int>::from_data(burn::tensor::TensorData::new(vec![1i64, 1, 1, 1, 1, 0], [2, 3]), &device);
-        let mean = token_mean(&hidden, Some(mask)).into_data().to_vec::<f32>().unwrap();
+        let mean = token_mean(&hidden, Some(mask)).into_data().try_to_vec::<f32>().unwrap();
         assert_eq!(mean, vec![3.0, 4.0, 2.0, 2.0]);
-        let unmasked = token_mean(&hidden.slice([0..1, 0..3, 0..2]), None).into_data().to_vec::<f32>().unwrap();
+        let unmasked = token_mean(&hidden.slice([0..1, 0..3, 0..2]), None).into_data().try_to_vec::<f32>().unwrap();
         assert_eq!(unmasked, vec![3.0, 4.0]);
     }
 }

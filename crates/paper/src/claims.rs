@@ -104,6 +104,7 @@ pub fn judge(report: &Report, claim: &Claim) -> Vec<Judgement> {
         };
         let cells = Cells {
             labels: cells_axis.iter().map(|v| v.label.as_str()).collect(),
+            paper_labels: cells_axis.iter().map(|v| v.paper_label()).collect(),
             stats: (0..cells_axis.len()).map(|i| report.stats(at(i).0, at(i).1)).collect(),
             tested: (0..cells_axis.len()).map(|i| report.tested(at(i).0, at(i).1)).collect(),
             paper: (0..cells_axis.len())
@@ -123,6 +124,9 @@ pub fn judge(report: &Report, claim: &Claim) -> Vec<Judgement> {
 /// The cells of one scope (a column, for a rows claim).
 pub struct Cells<'a> {
     pub labels: Vec<&'a str>,
+    /// The paper's name of each cell (a quick profile's `paper = "..."` alias,
+    /// else its label): the paper's own numbers are quoted under it.
+    pub paper_labels: Vec<&'a str>,
     pub stats: Vec<Option<Stats>>,
     /// Per-example outcomes, where every finished run kept its predictions.
     pub tested: Vec<Option<Tested>>,
@@ -273,10 +277,11 @@ fn paper_lower(cells: &Cells, cell: usize, others: &[usize]) -> String {
     let adjusted = holm(&z.iter().map(|z| 2.0 * normal_upper_tail(z.abs())).collect::<Vec<_>>());
     let separated = z.iter().zip(&adjusted).all(|(z, p)| *z < 0.0 && *p < ALPHA);
     let weakest = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let against = pairs.iter().zip(&z).max_by(|a, b| a.1.total_cmp(b.1)).map(|((o, b), _)| format!("{} {}", cells.labels[*o], pts(*b)));
+    let against =
+        pairs.iter().zip(&z).max_by(|a, b| a.1.total_cmp(b.1)).map(|((o, b), _)| format!("{} {}", cells.paper_labels[*o], pts(*b)));
     format!(
         " The paper's own numbers ({} {} {}, {} test examples, as independent binomials): {} (weakest z = {weakest:.2}).",
-        cells.labels[cell],
+        cells.paper_labels[cell],
         pts(a),
         against.map(|t| format!("against {t}")).unwrap_or_default(),
         thousands(n),
@@ -418,6 +423,7 @@ mod tests {
             rates.iter().map(|r| r.map(|r| cell(&mut rng, &base, r, seeds)).unwrap_or((None, None))).collect();
         Cells {
             labels: labels.to_vec(),
+            paper_labels: labels.to_vec(),
             stats: made.iter().map(|m| m.0).collect(),
             tested: made.into_iter().map(|m| m.1).collect(),
             paper: paper.iter().map(|p| Some(*p)).collect(),
@@ -457,6 +463,16 @@ mod tests {
         assert!(detail.contains("paired bootstrap") && detail.contains("3+ seeds"), "{detail}");
         let (v, detail) = judge_on(&lower, &cells(&ABC, &[Some(0.150), Some(0.152), Some(0.2)], 3, &[], None));
         assert_eq!(v, Verdict::CannotSeparate, "{detail}");
+    }
+
+    #[test]
+    fn the_papers_numbers_are_quoted_under_the_papers_row_names() {
+        let lower = claim(ClaimTest::Lower, Some("a"), Some("b"), &[]);
+        let mut aliased = cells(&ABC, &[Some(0.10), Some(0.16), Some(0.2)], 1, &[0.0437, 0.0540, 0.06], Some(25_000));
+        aliased.paper_labels = vec!["BERT-base + ITPT", "BERT-base", "c"];
+        let (_, detail) = judge_on(&lower, &aliased);
+        assert!(detail.contains("The paper's own numbers (BERT-base + ITPT 4.37 against BERT-base 5.40,"), "{detail}");
+        assert!(detail.starts_with("a ") && detail.contains("vs b "), "{detail}");
     }
 
     #[test]
