@@ -73,12 +73,7 @@ pub(crate) fn pool_chunks(
     let padding = Tensor::<2, Bool>::from_data(TensorData::new(padding, [docs, max]), &device);
     let grid = chunk_features.select(0, rows).reshape([docs, max, width]);
     match pool {
-        ChunkPool::Mean => {
-            let keep = padding.clone().bool_not().float();
-            let counts: Vec<f32> = chunks_per_doc.iter().map(|&n| n as f32).collect();
-            let counts = Tensor::<2>::from_data(TensorData::new(counts, [docs, 1]), &device);
-            (grid * keep.reshape([docs, max, 1])).sum_dim(1).reshape([docs, width]) / counts
-        }
+        ChunkPool::Mean => crate::features::masked_mean(grid, padding.bool_not().float()),
         ChunkPool::Max => {
             grid.mask_fill(padding.reshape([docs, max, 1]).expand([docs, max, width]), f32::NEG_INFINITY).max_dim(1).reshape([docs, width])
         }

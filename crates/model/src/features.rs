@@ -149,12 +149,16 @@ fn token_mean(hidden: &Tensor<3>, mask: Option<Tensor<2, Int>>) -> Tensor<2> {
     let [batch, _, width] = hidden.dims();
     match mask {
         None => hidden.clone().mean_dim(1).reshape([batch, width]),
-        Some(mask) => {
-            let mask = mask.float().unsqueeze_dim::<3>(2);
-            let sum = (hidden.clone() * mask.clone()).sum_dim(1).reshape([batch, width]);
-            sum / mask.sum_dim(1).reshape([batch, 1])
-        }
+        Some(mask) => masked_mean(hidden.clone(), mask.float()),
     }
+}
+
+/// The mean of `x` [batch, n, width] over the positions whose `keep` [batch, n]
+/// is 1 (0 elsewhere), [batch, width]: tokens here, chunks in `chunk_pool`.
+pub(crate) fn masked_mean(x: Tensor<3>, keep: Tensor<2>) -> Tensor<2> {
+    let [batch, n, width] = x.dims();
+    let sum = (x * keep.clone().reshape([batch, n, 1])).sum_dim(1).reshape([batch, width]);
+    sum / keep.sum_dim(1)
 }
 
 #[cfg(test)]
