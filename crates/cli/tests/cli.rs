@@ -256,24 +256,25 @@ fn multitask_and_bert_feat_runs_from_toml() {
     assert_eq!(std::fs::read_dir(cache.join("features")).unwrap().count(), 3, "train, dev and test features cached");
 }
 
+/// The top of a toy experiment file: its title, and `[run]` on `model` and
+/// `dataset` at 16 tokens.
+fn experiment_head(title: &str, description: &str, model: &Path, dataset: &Path) -> String {
+    format!(
+        "reproduces = \"Table 0\"\ntitle = \"{title}\"\ndescription = \"{description}\"\n\n[run]\nmodel = \"{}\"\n\n[run.data]\ndataset = \"{}\"\nmax_len = 16\n",
+        model.display(),
+        dataset.display()
+    )
+}
+
 /// A two-row, two-column toy experiment on the tiny model: one column whose
 /// dataset is not on this machine. Rows train different numbers of steps
 /// (batch 8: 16 steps; batch 4: 30 steps).
 fn toy_experiment(dir: &Path, model: &Path, dataset: &Path) -> std::path::PathBuf {
     let experiments = dir.join("experiments");
     std::fs::create_dir_all(&experiments).unwrap();
+    let head = experiment_head("A toy grid", "Two truncations of a toy dataset.", model, dataset);
     let text = format!(
-        r#"reproduces = "Table 0"
-title = "A toy grid"
-description = "Two truncations of a toy dataset."
-
-[run]
-model = "{model}"
-
-[run.data]
-dataset = "{dataset}"
-max_len = 16
-
+        r#"{head}
 [run.training]
 epochs = 2
 batch_size = 8
@@ -312,8 +313,6 @@ cell = "head-only"
 [profiles.quick]
 description = "The tiny model on the toy dataset."
 "#,
-        model = model.display(),
-        dataset = dataset.display(),
         missing = dir.join("missing.toml").display(),
     );
     std::fs::write(experiments.join("toy.toml"), text).unwrap();
@@ -474,6 +473,91 @@ fn reproduce_refuses_bad_settings_before_any_training() {
     assert_clean_error(&no_seeds, "--seeds 0: a cell needs at least one seed");
     let nowhere = bertfit(&["reproduce", "truncation", "--experiments", "/nonexistent"], b"");
     assert_clean_error(&nowhere, "--experiments /nonexistent: no such folder");
+}
+
+/// `--plan` counts a further pre-training stage once, for every cell and seed
+/// that starts from it (two checkpoints of one stage here), none for a cell
+/// that starts from step 0, and nothing to train once the stage cache holds it.
+#[test]
+fn plan_counts_each_pretraining_stage_once() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_model(dir.path());
+    let dataset = toy_dataset(dir.path());
+    let training = "steps = 8, warmup_steps = 1, batch_size = 4, max_len = 16, lr = 1e-3, checkpoint_every = 4, keep_checkpoints = true, heldout_share = 0.1";
+    let experiments = dir.path().join("experiments");
+    std::fs::create_dir_all(&experiments).unwrap();
+    let head = experiment_head("Pre-training steps", "Fine-tuning after 0, 4 and 8 steps of one stage.", dir.path(), &dataset);
+    let text = format!(
+        r#"{head}
+[run.training]
+epochs = 1
+batch_size = 8
+
+[run.pretrain]
+corpus = {{ kind = "within_task" }}
+training = {{ {training} }}
+
+[rows]
+name = "steps"
+
+[[rows.values]]
+label = "0"
+set = {{ "pretrain.from_step" = 0 }}
+
+[[rows.values]]
+label = "4"
+set = {{ "pretrain.from_step" = 4 }}
+
+[[rows.values]]
+label = "8"
+
+[columns]
+name = "dataset"
+
+[[columns.values]]
+label = "toy"
+
+[profiles.quick]
+description = "The tiny model on the toy dataset."
+"#
+    );
+    std::fs::write(experiments.join("toy.toml"), text).unwrap();
+    let cache = dir.path().join("cache");
+    let plan = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_bertfit"))
+            .args(["reproduce", "toy", "--plan", "--seeds", "2", "--experiments", experiments.to_str().unwrap()])
+            .args(["--results", dir.path().join("results").to_str().unwrap()])
+            .env("BERTFIT_CACHE", &cache)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let stage_rows = |text: &str| text.lines().filter(|l| l.starts_with("| 1 | ")).map(str::to_string).collect::<Vec<_>>();
+
+    let before = plan();
+    assert_eq!(before.matches("after MLM stage 1").count(), 2, "{before}");
+    assert!(!before.contains("MLM stage 2"), "{before}");
+    assert_eq!(stage_rows(&before), vec![format!("| 1 | {} | 8 x 4 x 16 | 0.5K | 2 | no |", dataset.display())], "{before}");
+    assert!(before.contains("(2 seeds): ") && before.contains(", 0.5K MLM tokens still to train"), "{before}");
+
+    // The same stage trained by `bertfit pretrain` into the cache.
+    let config = dir.path().join("pretrain.toml");
+    let settings = training.replace(", ", "\n");
+    std::fs::write(
+        &config,
+        format!("model = \"{}\"\ndatasets = [\"{}\"]\n[training]\n{settings}\n", dir.path().display(), dataset.display()),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_bertfit"))
+        .args(["pretrain", "--config", config.to_str().unwrap(), "--out", dir.path().join("stage").to_str().unwrap(), "--quiet"])
+        .env("BERTFIT_CACHE", &cache)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let after = plan();
+    assert_eq!(stage_rows(&after), vec![format!("| 1 | {} | 8 x 4 x 16 | 0.5K | 2 | yes: not trained again |", dataset.display())]);
+    assert!(after.contains(", 0.0K MLM tokens still to train"), "{after}");
 }
 
 #[test]

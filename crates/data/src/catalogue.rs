@@ -232,7 +232,8 @@ impl Source {
                         bail!("sha256 mismatch for {}: expected {expected}, got {actual}", path.display());
                     }
                 }
-                Ok(Ok(ResolvedFile { origin: format!("local {}", path.display()), path }))
+                // Named under $BERTFIT_DATA_ROOT (or the cache): results name no machine's folders.
+                Ok(Ok(ResolvedFile { origin: format!("local {}", portable_path(&path).display()), path }))
             }
             (None, Some(pip), None) => {
                 let (Some(version), Some(path)) = (&self.version, &self.path) else {

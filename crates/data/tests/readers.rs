@@ -246,6 +246,11 @@ fn real_trec_and_ag_news_test() {
     // The quirks are kept: the lone 0xF0 byte (line 66), the POS-tagged line 80.
     assert_eq!(train[65].text, "Which city has the oldest relationship as a sister\u{f0}city with Los Angeles ?");
     assert_eq!(train[79].text, "What country did the Nazis occupy for 1 , CD NNS IN NNP NNP NNP .");
+    // A local copy is recorded under the data root's name, not this machine's folder.
+    let origin = trec.train.resolve(&trec.name, "train").unwrap().origin;
+    if origin.starts_with("local ") {
+        assert_eq!(origin, "local $BERTFIT_DATA_ROOT/trec/train_5500.label");
+    }
 
     let ag = catalogue::find("ag_news").unwrap();
     let Some(test) = real_split(&ag, "test") else { return };

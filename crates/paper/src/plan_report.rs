@@ -8,6 +8,9 @@
 //! on this machine (the run's own tokenization, batching and padding); else
 //! they are upper bounds: every sequence at its window (`max_len`, times
 //! `max_chunks` for the hierarchical methods), as if no text were shorter.
+//! Further pre-training stages are counted once: a stage is shared by every
+//! cell and seed that starts from it, and one already in the stage cache costs
+//! nothing.
 //! The estimate is only as good as that and the probe.
 
 use std::collections::BTreeMap;
@@ -22,9 +25,10 @@ use bertfit_data::batching::epoch_batches;
 use bertfit_data::catalogue::{self, DatasetSpec};
 use bertfit_data::splits::Subset;
 use bertfit_model::{Backend, BertConfig};
-use bertfit_run::RunConfig;
 use bertfit_run::model_source::{ModelLocated, locate_model};
+use bertfit_run::stage::Stage;
 use bertfit_run::task::{load_dataset, load_task};
+use bertfit_run::{PreparedPretrain, PretrainMetrics, PretrainRunConfig, RunConfig, finished};
 use bertfit_train::finetune::Examples;
 use bertfit_train::finetune::evaluation_batches;
 use bertfit_train::throughput::probe_classifier;
@@ -46,10 +50,34 @@ struct CellPlan {
     batch: usize,
     sizes: Sizes,
     epochs: usize,
-    pretrain_tokens: u64,
+    /// The index of its further pre-training stage in the plan's stages.
+    stage: Option<usize>,
     /// Training and evaluation tokens of the run, padding included, when
     /// counted on the data (else upper bounds are computed).
     counted_tokens: Option<(u64, u64)>,
+}
+
+/// A further pre-training stage, run once for every cell and seed that starts from it.
+struct StagePlan {
+    config: PretrainRunConfig,
+    /// The first cell that starts from it (whose probe prices it).
+    first_cell: usize,
+    cells: usize,
+    /// Finished already, in the stage cache.
+    cached: bool,
+}
+
+impl StagePlan {
+    /// Masked-LM training tokens: every step's batch at its full window.
+    fn tokens(&self) -> u64 {
+        let t = &self.config.training;
+        t.steps * (t.batch_size * t.grad_accum.max(1) * t.max_len) as u64
+    }
+
+    /// The tokens still to train: none when the stage is cached.
+    fn tokens_to_train(&self) -> u64 {
+        if self.cached { 0 } else { self.tokens() }
+    }
 }
 
 /// Train / dev / test examples, and whether they were counted on the data or
@@ -90,6 +118,7 @@ pub fn plan_report(name: &str, options: &ReproduceOptions) -> Result<String> {
     let grid = Grid::build(name, experiment, file, &options.profile, &options.set, options.seeds)?;
     let mut out = String::new();
     let mut cells = Vec::new();
+    let mut stages: Vec<StagePlan> = Vec::new();
     let mut fetch: BTreeMap<String, Option<u64>> = BTreeMap::new();
     let mut missing: BTreeMap<String, usize> = BTreeMap::new();
     let mut backends = Vec::new();
@@ -113,7 +142,21 @@ pub fn plan_report(name: &str, options: &ReproduceOptions) -> Result<String> {
         if let Some(why) = needs.missing {
             *missing.entry(why).or_default() += 1;
         }
-        cells.push(cell_plan(label, config, &located)?);
+        let mut plan = cell_plan(label, config, &located)?;
+        if let Some(stage) = PretrainRunConfig::of_run(config, backend)? {
+            plan.stage = Some(match stages.iter().position(|s| s.config == stage) {
+                Some(i) => {
+                    stages[i].cells += 1;
+                    i
+                }
+                None => {
+                    let cached = matches!(located, ModelLocated::Here(_)) && stage_cached(&stage, backend)?;
+                    stages.push(StagePlan { config: stage, first_cell: cells.len(), cells: 1, cached });
+                    stages.len() - 1
+                }
+            });
+        }
+        cells.push(plan);
     }
     let seeds = grid.seeds.len();
     let runs = cells.len() * seeds;
@@ -121,9 +164,9 @@ pub fn plan_report(name: &str, options: &ReproduceOptions) -> Result<String> {
     writeln!(out, "# Plan: {name}, profile {}, backend {}", grid.profile_name, backend_names.join(", "))?;
     writeln!(out, "\n{runs} runs: {} cells x {seeds} seeds; nothing has been fetched or trained for this plan.", cells.len())?;
     write_fetches(&mut out, &fetch, &missing)?;
-    write_cells(&mut out, &cells, seeds)?;
+    write_cells(&mut out, &cells, &stages, seeds)?;
     let probes = probe_all(&cells, &backends)?;
-    write_estimate(&mut out, &cells, seeds, &probes, &backends)?;
+    write_estimate(&mut out, &cells, &stages, seeds, &probes, &backends)?;
     write_disk(&mut out, &cells, &fetch, &options.results)?;
     Ok(out)
 }
@@ -153,10 +196,6 @@ fn cell_plan(label: String, config: &RunConfig, located: &ModelLocated) -> Resul
         Truncation::Hierarchical { max_chunks, .. } => max_chunks,
         _ => 1,
     };
-    let pretrain_tokens = config.pretrain.as_ref().map_or(0, |p| {
-        let t = &p.training;
-        t.steps * (t.batch_size * t.grad_accum.max(1) * t.max_len) as u64
-    });
     Ok(CellPlan {
         label,
         model,
@@ -167,7 +206,7 @@ fn cell_plan(label: String, config: &RunConfig, located: &ModelLocated) -> Resul
         batch: config.training.batch_size,
         sizes,
         epochs: config.training.epochs,
-        pretrain_tokens,
+        stage: None,
         counted_tokens,
     })
 }
@@ -187,6 +226,13 @@ fn count_tokens(config: &RunConfig, model_dir: &Path) -> Result<((u64, u64), Siz
     let eval_tokens = dev.padded_tokens(&eval(dev)) * t.epochs as u64 + test.padded_tokens(&eval(test));
     let sizes = Sizes { train: train.docs.len(), dev: dev.docs.len(), test: test.docs.len(), counted: true };
     Ok(((train_tokens, eval_tokens), sizes))
+}
+
+/// Whether the stage cache holds this pre-training finished (the model is on
+/// this machine: the stage's identity covers its weights).
+fn stage_cached(stage: &PretrainRunConfig, backend: Backend) -> Result<bool> {
+    let identity = PreparedPretrain::prepare(stage, Some(backend))?.identity;
+    Ok(finished::<PretrainMetrics>(&Stage::new("pretrain", &identity).dir, &identity, "pre-training")?.is_some())
 }
 
 /// BERT-base or -large by the model's name (Chinese vocabulary for `*chinese*`),
@@ -246,7 +292,7 @@ fn write_fetches(out: &mut String, fetch: &BTreeMap<String, Option<u64>>, missin
     Ok(())
 }
 
-fn write_cells(out: &mut String, cells: &[CellPlan], seeds: usize) -> Result<()> {
+fn write_cells(out: &mut String, cells: &[CellPlan], stages: &[StagePlan], seeds: usize) -> Result<()> {
     writeln!(
         out,
         "\n## Runs (per seed; tokens counted with padding where model and data are here, else upper bounds: every sequence at its full window)\n"
@@ -258,11 +304,13 @@ fn write_cells(out: &mut String, cells: &[CellPlan], seeds: usize) -> Result<()>
         let counted = if c.sizes.counted { "" } else { " (published sizes)" };
         let shape = format!("{} x {}{}", c.shape.num_hidden_layers, c.shape.hidden_size, if c.shape_read { "" } else { " (assumed)" });
         let steps = c.sizes.train.div_ceil(c.batch.max(1)) * c.epochs;
-        let mut pretrain = if c.pretrain_tokens > 0 { format!(" + {} MLM", tokens(c.pretrain_tokens)) } else { String::new() };
-        pretrain.push_str(if c.counted_tokens.is_some() { " (counted)" } else { " (at most)" });
+        let mut note = if c.counted_tokens.is_some() { " (counted)" } else { " (at most)" }.to_string();
+        if let Some(i) = c.stage {
+            write!(note, ", after MLM stage {}", i + 1)?;
+        }
         writeln!(
             out,
-            "| {} | {} | {shape} | {window} | {} | {} / {} / {}{counted} | {} | {steps} | {}{pretrain} |",
+            "| {} | {} | {shape} | {window} | {} | {} / {} / {}{counted} | {} | {steps} | {}{note} |",
             c.label,
             c.model,
             c.batch,
@@ -273,12 +321,34 @@ fn write_cells(out: &mut String, cells: &[CellPlan], seeds: usize) -> Result<()>
             tokens(c.train_tokens())
         )?;
     }
-    let train: u64 = cells.iter().map(|c| c.train_tokens() + c.pretrain_tokens).sum::<u64>() * seeds as u64;
+    if !stages.is_empty() {
+        writeln!(out, "\n## Further pre-training stages (each run once, for every cell and seed that starts from it)\n")?;
+        writeln!(out, "| stage | corpus | steps x batch x window | MLM tokens | cells | in the stage cache |")?;
+        writeln!(out, "|---|---|---|---|---|---|")?;
+        for (i, s) in stages.iter().enumerate() {
+            let t = &s.config.training;
+            writeln!(
+                out,
+                "| {} | {} | {} x {} x {} | {} | {} | {} |",
+                i + 1,
+                s.config.datasets.join(", "),
+                t.steps,
+                t.batch_size * t.grad_accum.max(1),
+                t.max_len,
+                tokens(s.tokens()),
+                s.cells,
+                if s.cached { "yes: not trained again" } else { "no" }
+            )?;
+        }
+    }
+    let stage_tokens: u64 = stages.iter().map(StagePlan::tokens_to_train).sum();
+    let train: u64 = cells.iter().map(|c| c.train_tokens()).sum::<u64>() * seeds as u64;
     let eval: u64 = cells.iter().map(|c| c.eval_tokens()).sum::<u64>() * seeds as u64;
     writeln!(
         out,
-        "\nIn all ({seeds} seeds): {} training tokens, {} evaluation tokens (dev every epoch, test once).",
+        "\nIn all ({seeds} seeds): {} fine-tuning tokens, {} MLM tokens still to train, {} evaluation tokens (dev every epoch, test once).",
         tokens(train),
+        tokens(stage_tokens),
         tokens(eval)
     )?;
     Ok(())
@@ -338,6 +408,7 @@ fn probe(shape: &BertConfig, seq_len: usize, batch: usize, backend: Backend) -> 
 fn write_estimate(
     out: &mut String,
     cells: &[CellPlan],
+    stages: &[StagePlan],
     seeds: usize,
     probes: &BTreeMap<ProbeKey, Probe>,
     backends: &[Backend],
@@ -354,8 +425,11 @@ fn write_estimate(
         let mut seconds = 0.0;
         for c in cells {
             let p = &probes[&probe_key(c, backend)];
+            seconds += (c.train_tokens() as f64 / p.train + c.eval_tokens() as f64 / p.infer) * seeds as f64;
+        }
+        for s in stages {
             // MLM steps cost about what fine-tuning steps do per token (measured in results/bench).
-            seconds += ((c.train_tokens() + c.pretrain_tokens) as f64 / p.train + c.eval_tokens() as f64 / p.infer) * seeds as f64;
+            seconds += s.tokens_to_train() as f64 / probes[&probe_key(&cells[s.first_cell], backend)].train;
         }
         writeln!(
             out,

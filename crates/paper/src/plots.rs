@@ -119,12 +119,16 @@ fn bars<DB: DrawingBackend>(report: &Report, area: DrawingArea<DB, Shift>) -> Re
             }
         }
     }
+    // Headroom above the tallest bar for the legend in the upper right (two
+    // entries a column, about 19 px each), so that it covers no bar.
+    let plot_height = (area.dim_in_pixel().1 as f64 - 130.0).max(100.0);
+    let legend_share = (((2 * columns) as f64 * 19.0 + 25.0) / plot_height).min(0.6);
     let mut chart = ChartBuilder::on(&area)
         .caption(title(report, "test error (%)"), (FONT, 22))
         .margin(15)
         .x_label_area_size(60)
         .y_label_area_size(60)
-        .build_cartesian_2d(-0.5f64..rows as f64 - 0.5, 0f64..top * 1.15)
+        .build_cartesian_2d(-0.5f64..rows as f64 - 0.5, 0f64..(top * 1.05 / (1.0 - legend_share)).max(top * 1.15))
         .map_err(err)?;
     let labels: Vec<String> = grid.rows.iter().map(|r| r.label.clone()).collect();
     chart

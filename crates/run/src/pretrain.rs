@@ -40,6 +40,23 @@ pub struct PreparedPretrain {
     specs: Vec<DatasetSpec>,
 }
 
+impl PretrainRunConfig {
+    /// The pre-training stage that fine-tuning `run` on `backend` starts from,
+    /// as a pre-training run of its own; none when its `[pretrain]` is absent
+    /// or starts from step 0 (the model as it is).
+    pub fn of_run(run: &RunConfig, backend: Backend) -> Result<Option<Self>> {
+        let Some(section) = run.pretrain.as_ref().filter(|p| p.from_step != Some(0)) else { return Ok(None) };
+        Ok(Some(Self {
+            model: run.model.clone(),
+            backend: Some(backend.to_string()),
+            datasets: section.corpus_datasets(&run.data.dataset)?,
+            split_seed: run.data.split_seed,
+            unlabeled: section.unlabeled,
+            training: section.training.clone(),
+        }))
+    }
+}
+
 impl PreparedPretrain {
     pub fn prepare(config: &PretrainRunConfig, backend: Option<Backend>) -> Result<Self> {
         config.training.check().map_err(|e| e.within("training"))?;
@@ -76,15 +93,7 @@ impl PreparedPretrain {
 
     /// The pre-training stage of a run's `[pretrain]`.
     pub fn for_run(run: &RunConfig, backend: Backend) -> Result<Option<Self>> {
-        let Some(section) = run.pretrain.as_ref().filter(|p| p.from_step != Some(0)) else { return Ok(None) };
-        let config = PretrainRunConfig {
-            model: run.model.clone(),
-            backend: Some(backend.to_string()),
-            datasets: section.corpus_datasets(&run.data.dataset)?,
-            split_seed: run.data.split_seed,
-            unlabeled: section.unlabeled,
-            training: section.training.clone(),
-        };
+        let Some(config) = PretrainRunConfig::of_run(run, backend)? else { return Ok(None) };
         Self::prepare(&config, Some(backend)).map(Some)
     }
 
