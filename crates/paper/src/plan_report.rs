@@ -26,9 +26,8 @@ use bertfit_data::catalogue::{self, DatasetSpec};
 use bertfit_data::splits::Subset;
 use bertfit_model::{Backend, BertConfig};
 use bertfit_run::model_source::{ModelLocated, locate_model};
-use bertfit_run::stage::Stage;
 use bertfit_run::task::{load_dataset, load_task};
-use bertfit_run::{PreparedPretrain, PretrainMetrics, PretrainRunConfig, RunConfig, finished};
+use bertfit_run::{PreparedPretrain, PretrainRunConfig, RunConfig};
 use bertfit_train::finetune::Examples;
 use bertfit_train::finetune::evaluation_batches;
 use bertfit_train::throughput::probe_classifier;
@@ -68,10 +67,16 @@ struct StagePlan {
 }
 
 impl StagePlan {
+    /// Sequences an optimizer step reads (its micro-batches together).
+    fn sequences_per_step(&self) -> usize {
+        let t = &self.config.training;
+        t.batch_size * t.grad_accum.max(1)
+    }
+
     /// Masked-LM training tokens: every step's batch at its full window.
     fn tokens(&self) -> u64 {
         let t = &self.config.training;
-        t.steps * (t.batch_size * t.grad_accum.max(1) * t.max_len) as u64
+        t.steps * (self.sequences_per_step() * t.max_len) as u64
     }
 
     /// The tokens still to train: none when the stage is cached.
@@ -231,8 +236,7 @@ fn count_tokens(config: &RunConfig, model_dir: &Path) -> Result<((u64, u64), Siz
 /// Whether the stage cache holds this pre-training finished (the model is on
 /// this machine: the stage's identity covers its weights).
 fn stage_cached(stage: &PretrainRunConfig, backend: Backend) -> Result<bool> {
-    let identity = PreparedPretrain::prepare(stage, Some(backend))?.identity;
-    Ok(finished::<PretrainMetrics>(&Stage::new("pretrain", &identity).dir, &identity, "pre-training")?.is_some())
+    Ok(PreparedPretrain::prepare(stage, Some(backend))?.finished_stage()?.is_some())
 }
 
 /// BERT-base or -large by the model's name (Chinese vocabulary for `*chinese*`),
@@ -333,7 +337,7 @@ fn write_cells(out: &mut String, cells: &[CellPlan], stages: &[StagePlan], seeds
                 i + 1,
                 s.config.datasets.join(", "),
                 t.steps,
-                t.batch_size * t.grad_accum.max(1),
+                s.sequences_per_step(),
                 t.max_len,
                 tokens(s.tokens()),
                 s.cells,

@@ -97,6 +97,16 @@ impl PreparedPretrain {
         Self::prepare(&config, Some(backend)).map(Some)
     }
 
+    /// The stage this pre-training trains in, shared through the stage cache.
+    pub fn stage(&self) -> Stage {
+        Stage::new("pretrain", &self.identity)
+    }
+
+    /// The stage's metrics when the stage cache holds it finished.
+    pub fn finished_stage(&self) -> Result<Option<PretrainMetrics>> {
+        finished::<PretrainMetrics>(&self.stage().dir, &self.identity, "pre-training")
+    }
+
     /// The catalogue entries of the corpus's datasets.
     pub fn specs(&self) -> &[DatasetSpec] {
         &self.specs
@@ -253,9 +263,9 @@ pub fn pretrain_stage(
     from_step: Option<u64>,
     options: &RunOptions,
 ) -> Result<Option<(PretrainMetrics, PathBuf)>> {
-    let stage = Stage::new("pretrain", &prepared.identity);
+    let stage = prepared.stage();
     if !options.quiet() {
-        match finished::<PretrainMetrics>(&stage.dir, &prepared.identity, "pre-training")? {
+        match prepared.finished_stage()? {
             Some(_) => eprintln!("pre-training stage done already ({})", stage.dir.display()),
             None => eprintln!("pre-training stage on {} ({})", prepared.config.datasets.join(", "), stage.dir.display()),
         }
