@@ -40,7 +40,7 @@ fn commit() -> String {
     }
 }
 
-fn main() {
+pub fn main() {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("../..");
     for watched in [".git/HEAD", ".git/index", "crates", "Cargo.toml", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());

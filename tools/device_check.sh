@@ -7,7 +7,9 @@
 #   1. whether the binary (built against LibTorch 2.9) loads against this
 #      machine's torch, and sees CUDA;
 #   2. the bench at BERT-base shape (random weights), batch 24, 512 tokens,
-#      fp32 and bf16: PyTorch (shared/gpu/bench_cuda.py) and bertfit tch-cuda;
+#      fp32 and bf16: PyTorch (shared/gpu/bench_cuda.py) and bertfit tch-cuda
+#      (AdamW fused over parameter groups, CUDA's default); and bf16 with the
+#      per-tensor AdamW, for what fusing the optimizer saves;
 #   3. one TREC epoch with the paper's settings: PyTorch (trec_cuda.py, fp32)
 #      and `bertfit finetune` (tools/device/trec.toml, bf16).
 # Every output goes to $OUT (or device/out). Run from the checkout's root:
@@ -56,6 +58,12 @@ for precision in fp32 bf16; do
     || log "bertfit bench $precision failed (exit $?): $(tail -1 "$out/bench_$precision.log")"
   grep -A3 '^| task' "$out/bench_$precision.md" 2>/dev/null | tee -a "$out/summary.txt"
 done
+log "bench $shape b$batch s$seq: bertfit $backend bf16, AdamW one tensor at a time (the classify case only)"
+timeout 90 "$bin" bench --model "$bundle/models/$shape" --backends "$backend" --batch "$batch" --seq-lens "$seq" \
+  --mlm-seq-lens --steps "$steps" --rounds 1 --bf16 --adamw per-tensor --out "$out/bench_bf16_per_tensor.md" > "$out/bench_bf16_per_tensor.log" 2>&1 \
+  || log "bertfit bench per-tensor failed (exit $?): $(tail -1 "$out/bench_bf16_per_tensor.log")"
+grep -A3 '^| task' "$out/bench_bf16_per_tensor.md" 2>/dev/null | tee -a "$out/summary.txt"
+grep -A4 '^Where a training step' "$out"/bench_bf16*.md 2>/dev/null | tee -a "$out/summary.txt"
 
 # 3. One TREC epoch, the paper's settings.
 log "TREC 1 epoch, $shape: PyTorch fp32"

@@ -61,9 +61,48 @@ pub struct BenchArgs {
     /// (LibTorch only; `training.precision = "bf16"` of a run).
     #[arg(long)]
     pub bf16: bool,
+    /// AdamW's kernels: `auto` (the device's default: fused over parameter
+    /// groups on CUDA, one tensor at a time elsewhere), `fused`
+    /// (`torch.optim.AdamW(fused=True)`, LibTorch only) or `per-tensor`.
+    #[arg(long, value_enum, default_value_t = AdamWKernels::Auto)]
+    pub adamw: AdamWKernels,
     /// Internal: measure one backend and length, print one JSON line.
     #[arg(long, hide = true)]
     pub worker: Option<String>,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdamWKernels {
+    Auto,
+    Fused,
+    PerTensor,
+}
+
+impl AdamWKernels {
+    /// [`bertfit_train::AdamW::fused`].
+    fn fused(self) -> Option<bool> {
+        match self {
+            Self::Auto => None,
+            Self::Fused => Some(true),
+            Self::PerTensor => Some(false),
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Self::Auto => "the device's default (fused over parameter groups on CUDA, one tensor at a time elsewhere)",
+            Self::Fused => "fused over parameter groups (`torch.optim.AdamW(fused=True)`, the clipping norm by `_foreach_norm`)",
+            Self::PerTensor => "one tensor at a time",
+        }
+    }
+
+    fn flag(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Fused => "fused",
+            Self::PerTensor => "per-tensor",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -139,6 +178,7 @@ fn mlm_worker(args: &BenchArgs, backend: Backend, seq_len: usize) -> Result<Meas
         &device,
         args.steps,
         5e-5,
+        args.adamw.fused(),
         |model: &BertForMaskedLM| cross_entropy(model.forward(input(&train_device), at(&train_device)).mlm_logits, targets.clone()),
         |model: &BertForMaskedLM| {
             let _ = model.forward(input(&device), at(&device)).mlm_logits.into_data();
@@ -177,6 +217,7 @@ fn worker(args: &BenchArgs, backend: Backend, seq_len: usize) -> Result<Measurem
         &device,
         args.steps,
         2e-5,
+        args.adamw.fused(),
         |model: &BertForSequenceClassification| cross_entropy(model.forward(input(&train_device)), labels.clone()),
         |model: &BertForSequenceClassification| {
             let _ = model.forward(input(&device)).into_data();
@@ -228,6 +269,7 @@ fn measure_in_child(args: &BenchArgs, model_dir: &Path, side: &str, (task, batch
         if args.bf16 {
             cmd.arg("--bf16");
         }
+        cmd.args(["--adamw", args.adamw.flag()]);
         cmd
     };
     let out = cmd.args(["--steps", &args.steps.to_string()]).output().with_context(|| format!("cannot start the {side} bench worker"))?;
@@ -291,6 +333,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
         b.check()?; // a backend not compiled in (or a CUDA device not here) fails here, before any work
         if args.bf16 && !b.has_bf16() {
             bail!("--bf16: backend {b} has no bf16 path (LibTorch only: tch, tch-cuda)");
+        }
+        if args.adamw == AdamWKernels::Fused && !b.is_libtorch() {
+            bail!("--adamw fused: backend {b} has no fused AdamW (LibTorch only: tch, tch-cuda)");
         }
     }
     let torch_version = torch_version(&args)?;
@@ -372,6 +417,7 @@ fn render(args: &BenchArgs, torch_version: Option<&str>, sides: &[String], cases
         args.batch,
         args.mlm_batch,
     ));
+    table.push_str(&format!("Our AdamW: {}.\n", args.adamw.describe()));
     match torch_version {
         Some(v) => table.push_str(&format!(
             "PyTorch: HF transformers on torch {v}, as many threads as cores (tools/bench_pytorch.py), measured in the same sitting: {} rounds, each running every case on PyTorch and then on each backend; figures are medians over the rounds (min-max beside tokens/s), peak RSS the largest.\n",

@@ -74,9 +74,16 @@ impl Backend {
         }
     }
 
+    /// Whether the backend is LibTorch's (CPU or CUDA), where bertfit-tch's
+    /// computations run: the fused block, its bfloat16 mixed-precision path,
+    /// AdamW in place or fused.
+    pub fn is_libtorch(&self) -> bool {
+        matches!(self, Self::Tch | Self::TchCuda(_))
+    }
+
     /// Whether the backend has a bfloat16 mixed-precision path (LibTorch's fused block).
     pub fn has_bf16(&self) -> bool {
-        matches!(self, Self::Tch | Self::TchCuda(_))
+        self.is_libtorch()
     }
 
     /// Backends compiled into this binary.

@@ -13,7 +13,7 @@ use crate::autograd::{Torch, torch};
 
 /// The owned LibTorch tensor of `t` when no other tensor shares its storage
 /// (burn-tch's own test before it writes in place); `t` back otherwise.
-fn unshared(t: Tensor<1>) -> Result<TchTensor, Tensor<1>> {
+pub(crate) fn unshared(t: Tensor<1>) -> Result<TchTensor, Tensor<1>> {
     use burn::backend::{BackendTensor, DispatchAutodiffContext, DispatchTensor, DispatchTensorKind};
     let DispatchTensor { kind, autodiff } = t.into_dispatch();
     match kind {

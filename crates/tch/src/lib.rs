@@ -5,7 +5,10 @@
 //!   graph, computed and differentiated by LibTorch (`sdpa` attention,
 //!   `layer_norm`, GELU, dropout with a mask drawn on all cores);
 //! * [`adamw_in_place`] and [`squared_norm`]: AdamW's update and the clipping
-//!   norm written into LibTorch's buffers, as `torch.optim.AdamW` does.
+//!   norm written into LibTorch's buffers, as `torch.optim.AdamW` does;
+//! * [`FusedAdamW`] and [`ForeachNorm`]: the same over whole parameter groups
+//!   in a few calls (`torch.optim.AdamW(fused=True)`, `clip_grad_norm_(foreach=True)`),
+//!   for a GPU, where one launch per tensor costs more than the arithmetic.
 //!
 //! Each entry point declines (`None`, or its tensors back in `Err`) when the
 //! tensors are not LibTorch's or the crate was built without the `libtorch`
@@ -31,6 +34,8 @@ mod autograd;
 mod block;
 #[cfg(feature = "libtorch")]
 mod dropout;
+#[cfg(feature = "libtorch")]
+mod fused_adamw;
 
 use burn::nn::{LayerNorm, Linear};
 use burn::tensor::Tensor;
@@ -138,5 +143,104 @@ pub fn squared_norm<const D: usize>(t: &Tensor<D>) -> Option<Tensor<1>> {
     return {
         let _ = t;
         None
+    };
+}
+
+/// One parameter for [`FusedAdamW`]: its values, gradient and moments
+/// (flattened) and its group's learning rate and weight decay.
+pub struct FusedParam {
+    pub param: Tensor<1>,
+    pub grad: Tensor<1>,
+    pub m: Tensor<1>,
+    pub v: Tensor<1>,
+    pub lr: f64,
+    pub weight_decay: f64,
+}
+
+/// The settings a fused AdamW step shares across its groups.
+#[derive(Debug, Clone, Copy)]
+pub struct AdamWGroupStep {
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    /// The step being taken, 1 on the first (bias corrections 1 - beta^step).
+    pub step: u64,
+    /// Global clipping factor applied to the gradients (1 when not clipping).
+    pub grad_scale: f64,
+}
+
+/// AdamW's step over all parameters at once, as `torch.optim.AdamW(fused=True)`
+/// takes it: [`FusedAdamW::push`] gathers each parameter (given back at once,
+/// its values still those before the step) into the group of its learning rate
+/// and weight decay; [`FusedAdamW::step`] then updates every parameter and its
+/// moments in place, one `_fused_adamw_` call per group. The same arithmetic
+/// as [`adamw_in_place`], in another order of operations (agreement to f32
+/// rounding, tested).
+#[derive(Default)]
+pub struct FusedAdamW {
+    #[cfg(feature = "libtorch")]
+    groups: fused_adamw::Groups,
+}
+
+impl FusedAdamW {
+    /// Takes one parameter: its (parameter, first moment, second moment) back,
+    /// to be written in place by [`FusedAdamW::step`]; or the four tensors back
+    /// untouched when LibTorch cannot take them (not LibTorch's, or shared).
+    pub fn push(&mut self, param: FusedParam) -> Result<[Tensor<1>; 3], [Tensor<1>; 4]> {
+        #[cfg(feature = "libtorch")]
+        return self.groups.push(param);
+        #[cfg(not(feature = "libtorch"))]
+        return Err([param.param, param.grad, param.m, param.v]);
+    }
+
+    /// Updates every parameter pushed, and its moments, in place.
+    pub fn step(self, step: &AdamWGroupStep) -> Result<(), String> {
+        #[cfg(feature = "libtorch")]
+        return self.groups.step(step);
+        #[cfg(not(feature = "libtorch"))]
+        return {
+            let _ = step;
+            Ok(())
+        };
+    }
+}
+
+/// The gradients of a step, gathered for their total L2 norm in one foreach
+/// call (`clip_grad_norm_(foreach=True)`).
+#[derive(Default)]
+pub struct ForeachNorm {
+    #[cfg(feature = "libtorch")]
+    norms: fused_adamw::Norms,
+}
+
+impl ForeachNorm {
+    /// Adds a gradient; `false` (and nothing added) unless it is LibTorch's.
+    pub fn push<const D: usize>(&mut self, grad: &Tensor<D>) -> bool {
+        #[cfg(feature = "libtorch")]
+        return self.norms.push(grad);
+        #[cfg(not(feature = "libtorch"))]
+        return {
+            let _ = grad;
+            false
+        };
+    }
+
+    /// The L2 norm of all the gradients pushed together.
+    pub fn norm(self) -> Result<f64, String> {
+        #[cfg(feature = "libtorch")]
+        return self.norms.norm();
+        #[cfg(not(feature = "libtorch"))]
+        return Ok(0.0);
+    }
+}
+
+/// Whether `t` is a LibTorch tensor on a CUDA device.
+pub fn is_cuda<const D: usize>(t: &Tensor<D>) -> bool {
+    #[cfg(feature = "libtorch")]
+    return fused_adamw::is_cuda(t);
+    #[cfg(not(feature = "libtorch"))]
+    return {
+        let _ = t;
+        false
     };
 }

@@ -6,10 +6,14 @@
 //!   to a global L2 norm of 1.0 (`torch.nn.utils.clip_grad_norm_`).
 //! * `Bert4doc`: `BERTAdam` of pytorch-pretrained-bert, which the paper's code
 //!   used: no bias correction, each parameter's gradient clipped on its own.
+//!
+//! On a GPU (LibTorch CUDA) AdamW takes its step as `torch.optim.AdamW(fused=True)`
+//! does, one kernel per parameter group, and the clipping norm in one foreach
+//! call ([`AdamW::fused`]); elsewhere one parameter at a time.
 
 use std::collections::HashMap;
 
-use bertfit_tch::AdamWStep;
+use bertfit_tch::{AdamWGroupStep, AdamWStep, FusedAdamW, FusedParam};
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
@@ -85,6 +89,13 @@ pub struct AdamW {
     pub config: OptimizerConfig,
     /// Steps taken so far (bias correction uses step + 1 on the next one).
     pub step: u64,
+    /// Whether AdamW takes its step over whole parameter groups in one call
+    /// each (`torch.optim.AdamW(fused=True)`, and the clipping norm by
+    /// `_foreach_norm`) where LibTorch holds the parameters. `None` (the
+    /// default): on a CUDA device, where one launch per tensor costs more
+    /// than the arithmetic; on the CPU the per-tensor update, whose results
+    /// the committed runs hold bit for bit.
+    pub fused: Option<bool>,
     moments: HashMap<ParamId, Moments>,
 }
 
@@ -106,8 +117,41 @@ impl ModuleVisitor for GradNorm<'_> {
     }
 }
 
+/// The gradients gathered for one foreach norm; `all` turns false if one of
+/// them is not LibTorch's.
+struct ForeachGradNorm<'a> {
+    grads: &'a GradientsParams,
+    norm: bertfit_tch::ForeachNorm,
+    all: bool,
+}
+
+impl ModuleVisitor for ForeachGradNorm<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(grad) = self.grads.get::<D>(param.id) {
+            self.all &= self.norm.push(&grad);
+        }
+    }
+}
+
+/// Whether the first parameter with a gradient lives on a CUDA device.
+struct OnCuda<'a> {
+    grads: &'a GradientsParams,
+    found: Option<bool>,
+}
+
+impl ModuleVisitor for OnCuda<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if self.found.is_none() && self.grads.get::<D>(param.id).is_some() {
+            self.found = Some(bertfit_tch::is_cuda(&param.val()));
+        }
+    }
+}
+
 struct Update<'a> {
     optim: &'a mut AdamW,
+    /// The fused step's groups, when AdamW runs fused: each parameter is
+    /// gathered here and updated in place after the pass.
+    fused: Option<FusedAdamW>,
     grads: &'a mut GradientsParams,
     lr: f64,
     lr_factor: &'a dyn Fn(&str) -> f64,
@@ -156,6 +200,19 @@ impl ModuleMapper for Update<'_> {
             bias_correction1: bc1,
             bias_correction2: bc2,
             grad_scale: self.clip_scale,
+        };
+        // Fused, the parameter joins its group and is updated after the pass.
+        let (p, g, state) = match (c.kind, self.fused.as_mut()) {
+            (OptimizerKind::Adamw, Some(fused)) => {
+                match fused.push(FusedParam { param: p, grad: g, m: state.m, v: state.v, lr, weight_decay: wd }) {
+                    Ok([p, m, v]) => {
+                        self.optim.moments.insert(id, Moments { m, v });
+                        return finish(p, mapper);
+                    }
+                    Err([p, g, m, v]) => (p, g, Moments { m, v }),
+                }
+            }
+            _ => (p, g, state),
         };
         // On LibTorch the AdamW update is written in place, as torch does (burn's
         // ops would allocate a new buffer at each of its steps); elsewhere, and
@@ -315,7 +372,7 @@ impl AdamW {
     }
 
     pub fn new(config: OptimizerConfig) -> Self {
-        Self { config, step: 0, moments: HashMap::new() }
+        Self { config, step: 0, fused: None, moments: HashMap::new() }
     }
 
     /// Global L2 norm of the gradients (before clipping).
@@ -325,17 +382,42 @@ impl AdamW {
         visitor.total.map(|t| t.sqrt().into_scalar::<f32>() as f64).unwrap_or(0.0)
     }
 
+    /// Whether this step runs fused (see [`AdamW::fused`]).
+    fn runs_fused<M: Module>(&self, module: &M, grads: &GradientsParams) -> bool {
+        self.config.kind == OptimizerKind::Adamw
+            && self.fused.unwrap_or_else(|| {
+                let mut visitor = OnCuda { grads, found: None };
+                module.visit(&mut visitor);
+                visitor.found.unwrap_or(false)
+            })
+    }
+
+    /// The global L2 norm in one foreach call, `None` unless LibTorch holds every gradient.
+    fn foreach_grad_norm<M: Module>(module: &M, grads: &GradientsParams) -> Option<f64> {
+        let mut visitor = ForeachGradNorm { grads, norm: Default::default(), all: true };
+        module.visit(&mut visitor);
+        visitor.all.then(|| visitor.norm.norm().unwrap_or_else(|e| panic!("LibTorch's foreach gradient norm failed: {e}")))
+    }
+
     /// One optimizer step at learning rate `lr`, scaled per parameter by
     /// `lr_factor(path)` (layer-wise decreasing lr). Returns the updated module
     /// and the gradient norm before clipping.
     pub fn step<M: Module>(&mut self, module: M, mut grads: GradientsParams, lr: f64, lr_factor: &dyn Fn(&str) -> f64) -> (M, f64) {
-        let norm = Self::grad_norm(&module, &grads);
+        let fused = self.runs_fused(&module, &grads);
+        let norm = fused.then(|| Self::foreach_grad_norm(&module, &grads)).flatten().unwrap_or_else(|| Self::grad_norm(&module, &grads));
         let clip_scale = match (self.config.kind, self.config.max_grad_norm) {
             (OptimizerKind::Adamw, Some(max)) => (max / (norm + 1e-6)).min(1.0),
             _ => 1.0,
         };
-        let mut update = Update { optim: self, grads: &mut grads, lr, lr_factor, clip_scale, path: Vec::new() };
+        let fused = fused.then(FusedAdamW::default);
+        let mut update = Update { optim: self, fused, grads: &mut grads, lr, lr_factor, clip_scale, path: Vec::new() };
         let module = module.map(&mut update);
+        let pending = update.fused.take();
+        if let Some(fused) = pending {
+            let c = &self.config;
+            let step = AdamWGroupStep { beta1: c.beta1, beta2: c.beta2, eps: c.eps, step: self.step + 1, grad_scale: clip_scale };
+            fused.step(&step).unwrap_or_else(|e| panic!("LibTorch's fused AdamW step failed: {e}"));
+        }
         self.step += 1;
         (module, norm)
     }

@@ -32,17 +32,21 @@ impl Timing {
 /// after one warm-up step (allocations, kernel selection), `around_timed`
 /// told `enable` before the timed ones and `disable` after (the bench's perf
 /// sampling); then twice as many inference batches of
-/// `infer` in eval mode, after one warm-up.
+/// `infer` in eval mode, after one warm-up. `fused_adamw`: [`AdamW::fused`]
+/// (`None`: the device's default).
+#[allow(clippy::too_many_arguments)]
 pub fn time_case<M: Module>(
     mut model: M,
     device: &Device,
     steps: usize,
     lr: f64,
+    fused_adamw: Option<bool>,
     loss: impl Fn(&M) -> Tensor<1>,
     infer: impl Fn(&M),
     around_timed: &dyn Fn(&str),
 ) -> Timing {
     let mut optim = AdamW::new(OptimizerConfig::default());
+    optim.fused = fused_adamw;
     let mut train_step = |model: M, phases: &mut [f64; 3]| {
         let start = Instant::now();
         let loss = loss(&model);
@@ -98,6 +102,7 @@ pub fn probe_classifier(shape: &BertConfig, seq_len: usize, batch: usize, backen
         &device,
         2,
         2e-5,
+        None,
         |model: &BertForSequenceClassification| cross_entropy(model.forward(input(&train_device)), labels.clone()),
         |model: &BertForSequenceClassification| {
             let _ = model.forward(input(&device)).into_data();
