@@ -95,14 +95,6 @@ impl AdamWKernels {
             Self::PerTensor => "one tensor at a time",
         }
     }
-
-    fn flag(self) -> &'static str {
-        match self {
-            Self::Auto => "auto",
-            Self::Fused => "fused",
-            Self::PerTensor => "per-tensor",
-        }
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -269,7 +261,8 @@ fn measure_in_child(args: &BenchArgs, model_dir: &Path, side: &str, (task, batch
         if args.bf16 {
             cmd.arg("--bf16");
         }
-        cmd.args(["--adamw", args.adamw.flag()]);
+        let adamw = clap::ValueEnum::to_possible_value(&args.adamw).expect("every kind has a name");
+        cmd.args(["--adamw", adamw.get_name()]);
         cmd
     };
     let out = cmd.args(["--steps", &args.steps.to_string()]).output().with_context(|| format!("cannot start the {side} bench worker"))?;

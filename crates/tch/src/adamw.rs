@@ -22,6 +22,21 @@ pub(crate) fn unshared(t: Tensor<1>) -> Result<TchTensor, Tensor<1>> {
     }
 }
 
+/// A LibTorch tensor back as burn's.
+pub(crate) fn back(t: TchTensor) -> Tensor<1> {
+    Tensor::<1>::from_primitive::<LibTorch>(t)
+}
+
+/// The owned LibTorch tensors of a parameter and its two moments when none of
+/// them is shared; all three back untouched otherwise.
+pub(crate) fn unshared_state(param: Tensor<1>, m: Tensor<1>, v: Tensor<1>) -> Result<[TchTensor; 3], [Tensor<1>; 3]> {
+    let restore = |r: Result<TchTensor, Tensor<1>>| r.map(back).unwrap_or_else(|t| t);
+    match (unshared(param), unshared(m), unshared(v)) {
+        (Ok(p), Ok(m), Ok(v)) => Ok([p, m, v]),
+        (p, m, v) => Err([restore(p), restore(m), restore(v)]),
+    }
+}
+
 /// AdamW's update of one parameter, written into the parameter and its two
 /// moments in place, as `torch.optim.AdamW` computes it (`exp_avg.lerp_`,
 /// `exp_avg_sq.mul_().addcmul_()`, `param.mul_()`, `param.addcdiv_()`), with
@@ -38,11 +53,9 @@ pub(crate) fn adamw_in_place(
     v: Tensor<1>,
     s: &AdamWStep,
 ) -> Result<[Tensor<1>; 3], [Tensor<1>; 4]> {
-    let back = |t: TchTensor| Tensor::<1>::from_primitive::<LibTorch>(t);
-    let restore = |r: Result<TchTensor, Tensor<1>>| r.map(back).unwrap_or_else(|t| t);
-    let (p, m, v) = match (unshared(param), unshared(m), unshared(v)) {
-        (Ok(p), Ok(m), Ok(v)) => (p, m, v),
-        (p, m, v) => return Err([restore(p), grad, restore(m), restore(v)]),
+    let [p, m, v] = match unshared_state(param, m, v) {
+        Ok(state) => state,
+        Err([p, m, v]) => return Err([p, grad, m, v]),
     };
     // The (clipped) gradient in its own buffer when unshared, else in a new
     // one: after the moments it is the scratch space.

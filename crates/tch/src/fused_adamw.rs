@@ -11,12 +11,10 @@
 use std::collections::BTreeMap;
 use std::ffi::{CStr, c_char};
 
-use burn::backend::LibTorch;
-use burn::backend::libtorch::TchTensor;
 use burn::tensor::Tensor;
 use torch_sys::C_tensor;
 
-use crate::adamw::unshared;
+use crate::adamw::{back, unshared, unshared_state};
 use crate::autograd::constant;
 use crate::{AdamWGroupStep, FusedParam};
 
@@ -75,11 +73,9 @@ pub(crate) struct Groups {
 impl Groups {
     pub(crate) fn push(&mut self, p: FusedParam) -> Result<[Tensor<1>; 3], [Tensor<1>; 4]> {
         let FusedParam { param, grad, m, v, lr, weight_decay } = p;
-        let back = |t: TchTensor| Tensor::<1>::from_primitive::<LibTorch>(t);
-        let restore = |r: Result<TchTensor, Tensor<1>>| r.map(back).unwrap_or_else(|t| t);
-        let (p, m, v) = match (unshared(param), unshared(m), unshared(v)) {
-            (Ok(p), Ok(m), Ok(v)) => (p, m, v),
-            (p, m, v) => return Err([restore(p), grad, restore(m), restore(v)]),
+        let [p, m, v] = match unshared_state(param, m, v) {
+            Ok(state) => state,
+            Err([p, m, v]) => return Err([p, grad, m, v]),
         };
         // The kernel scales the gradient in place: a copy when it is shared.
         let g = match unshared(grad) {
