@@ -1,8 +1,12 @@
 //! bertfit-tch's build: the one the workspace's LibTorch crates share (rpath,
-//! commit), and with the `libtorch` feature the C++ shim in `csrc/` (the
+//! commit), and with the `libtorch` feature the LibTorch version compiled
+//! against (`BERTFIT_LIBTORCH_VERSION`, from its headers) and the C++ shim in `csrc/` (the
 //! optimizer's multi-tensor kernels, which tch does not bind), compiled
 //! against the libtorch torch-sys links (`DEP_TCH_LIBTORCH_LIB`) with its C++ ABI.
 
+#[allow(dead_code)]
+#[path = "src/libtorch_version.rs"]
+mod libtorch_version;
 #[path = "../tch_rpath.rs"]
 mod shared;
 
@@ -29,6 +33,12 @@ fn compile_shim() {
     println!("cargo:rerun-if-changed=csrc/optim.cpp");
     let lib = PathBuf::from(std::env::var("DEP_TCH_LIBTORCH_LIB").expect("torch-sys gives the libtorch lib dir (links = \"tch\")"));
     let include = lib.join("../include");
+    let header = include.join("torch/csrc/api/include/torch/version.h");
+    println!("cargo:rerun-if-changed={}", header.display());
+    let text = std::fs::read_to_string(&header).unwrap_or_else(|e| panic!("reading LibTorch's version from {}: {e}", header.display()));
+    let version =
+        libtorch_version::from_header(&text).unwrap_or_else(|| panic!("no TORCH_VERSION_MAJOR/MINOR/PATCH in {}", header.display()));
+    println!("cargo:rustc-env=BERTFIT_LIBTORCH_VERSION={version}");
     cc::Build::new()
         .cpp(true)
         .pic(true)

@@ -59,6 +59,16 @@ impl fmt::Display for Backend {
 }
 
 impl Backend {
+    /// The backend as a run's identity and results name it: which computation,
+    /// not where (`tch-cuda:1` computes what `tch-cuda:0` does, so a grid
+    /// spread over several GPUs is the grid run on one).
+    pub fn identity(&self) -> String {
+        match self {
+            Self::TchCuda(_) => "tch-cuda".into(),
+            other => other.to_string(),
+        }
+    }
+
     /// `auto`: LibTorch on the CPU when this binary has it (the faster CPU
     /// backend, see the README's bench), else flex.
     pub fn auto() -> Self {
@@ -97,7 +107,25 @@ impl Backend {
         if !self.compiled() {
             return self.device().map(|_| ());
         }
+        self.check_libtorch()?;
         self.check_cuda()
+    }
+
+    /// For the LibTorch backends: that the LibTorch this process loaded is the
+    /// one the binary was built against (another starts, then fails at the
+    /// first tensor).
+    fn check_libtorch(&self) -> Result<()> {
+        if self.is_libtorch() {
+            bertfit_tch::libtorch_version::check().map_err(anyhow::Error::msg)?;
+        }
+        Ok(())
+    }
+
+    /// How many CUDA devices LibTorch sees here (`tch-cuda:all`); 0 without
+    /// LibTorch in this binary, a GPU or its driver.
+    pub fn cuda_devices() -> Result<usize> {
+        Self::TchCuda(0).check_libtorch()?;
+        Ok(bertfit_tch::cuda_device_count())
     }
 
     /// For `tch-cuda:N`: that LibTorch sees CUDA device N.
@@ -124,12 +152,12 @@ impl Backend {
             }
             Self::Tch => {
                 #[cfg(feature = "tch")]
-                return Ok(Device::libtorch());
+                return self.check_libtorch().map(|()| Device::libtorch());
                 bail!("backend tch is not compiled into this binary: build with the `tch` feature (`just build-tch`)")
             }
             Self::TchCuda(index) => {
                 #[cfg(feature = "tch")]
-                return self.check_cuda().map(|()| Device::libtorch_cuda(*index));
+                return self.check_libtorch().and_then(|()| self.check_cuda()).map(|()| Device::libtorch_cuda(*index));
                 let _ = index;
                 bail!("backend {self} is not compiled into this binary: build with the `tch` feature (`just build-tch`)")
             }
@@ -153,6 +181,9 @@ mod tests {
         assert_eq!("tch-cuda".parse::<Backend>().unwrap(), Backend::TchCuda(0));
         assert_eq!("tch-cuda:2".parse::<Backend>().unwrap(), Backend::TchCuda(2));
         assert_eq!("wgpu".parse::<Backend>().unwrap(), Backend::Wgpu);
+        assert_eq!(Backend::TchCuda(3).identity(), "tch-cuda");
+        assert_eq!("tch-cuda".parse::<Backend>().unwrap().identity(), Backend::TchCuda(1).identity());
+        assert_eq!(Backend::Tch.identity(), "tch");
         assert_eq!("auto".parse::<Backend>().unwrap(), if cfg!(feature = "tch") { Backend::Tch } else { Backend::Flex });
         let err = "foo".parse::<Backend>().unwrap_err().to_string();
         assert!(err.contains("unknown backend \"foo\""), "{err}");
