@@ -8,10 +8,22 @@ root := justfile_directory()
 BERTFIT_CACHE := env_var_or_default("BERTFIT_CACHE", root / ".cache")
 # Local copies of the paper's datasets (TREC, AG's News test), when present.
 BERTFIT_DATA_ROOT := env_var_or_default("BERTFIT_DATA_ROOT", root / ".." / "shared" / "datasets")
-venv := root / ".venv"
-# LibTorch 2.9.0 comes from pip's torch in the project venv (torch-sys finds it).
-tch_env := "VIRTUAL_ENV=" + venv + " PATH=" + venv + "/bin:$PATH LIBTORCH_USE_PYTORCH=1"
-bin := root / "target/release/bertfit"
+# The LibTorch every tch build compiles and links against: pip's torch of this version
+# (`BERTFIT_TORCH=2.11.0 just build-tch`). The default lives in .venv and builds into
+# target/; another version in .venv-torch-VERSION and target/torch-VERSION, so the two
+# never mix. A binary runs only with the LibTorch it was built for (it says so if not).
+BERTFIT_TORCH := env_var_or_default("BERTFIT_TORCH", "2.9.0")
+default_torch := "2.9.0"
+# The device machine's torch (`just device-bundle` builds for it).
+device_torch := "2.11.0"
+device_bin := root / "target/torch-" + device_torch / "release/bertfit"
+venv := if BERTFIT_TORCH == default_torch { root / ".venv" } else { root / ".venv-torch-" + BERTFIT_TORCH }
+target := if BERTFIT_TORCH == default_torch { root / "target" } else { root / "target/torch-" + BERTFIT_TORCH }
+# torch-sys finds pip's torch in the venv; it checks for the version tch 0.22 was made
+# for (2.9.0) unless told that another one is meant.
+tch_env := "VIRTUAL_ENV=" + venv + " PATH=" + venv + "/bin:$PATH LIBTORCH_USE_PYTORCH=1 CARGO_TARGET_DIR=" + target + \
+  if BERTFIT_TORCH == default_torch { "" } else { " LIBTORCH_BYPASS_VERSION_CHECK=1" }
+bin := target / "release/bertfit"
 all_backends := "bertfit-cli/flex,bertfit-cli/tch,bertfit-cli/wgpu"
 
 default:
@@ -19,7 +31,7 @@ default:
 
 # Build the bertfit binary with the pure-Rust CPU backend (flex) alone.
 build:
-    cargo build --release -p bertfit-cli
+    cargo build --release -p bertfit-cli --target-dir {{target}}
 
 # Build with the LibTorch backend (`--backend tch`, `tch-cuda[:N]`); sets up LibTorch itself.
 build-tch: torch
@@ -27,7 +39,7 @@ build-tch: torch
 
 # Build with the wgpu backend (Vulkan/Metal/DX12; a software driver where no GPU).
 build-wgpu:
-    cargo build --release -p bertfit-cli --features wgpu
+    cargo build --release -p bertfit-cli --features wgpu --target-dir {{target}}
 
 # Build with every backend (what `just test` builds, so the two share artifacts).
 build-all: torch
@@ -52,11 +64,12 @@ compare A B *ARGS:
     test -x {{bin}} || just build
     {{bin}} compare {{A}} {{B}} {{ARGS}}
 
-# pip torch==2.9.0 (LibTorch for burn-tch) and transformers (reference fixtures) into .venv.
+# pip torch==$BERTFIT_TORCH (LibTorch for burn-tch) and transformers (reference fixtures)
+# into its venv (.venv for the default 2.9.0).
 torch:
     test -x {{venv}}/bin/python || python3 -m venv {{venv}}
-    {{venv}}/bin/python -c "import torch, transformers; assert torch.__version__.split('+')[0] == '2.9.0'" 2>/dev/null \
-      || {{venv}}/bin/pip install -q torch==2.9.0 transformers==4.57.1 safetensors
+    {{venv}}/bin/python -c "import torch, transformers; assert torch.__version__.split('+')[0] == '{{BERTFIT_TORCH}}'" 2>/dev/null \
+      || {{venv}}/bin/pip install -q torch=={{BERTFIT_TORCH}} transformers==4.57.1 safetensors
 
 # The test suite: formatting, lints on every feature, the crates' import graph, and the
 # tests on every backend CI can run (flex, tch on CPU, wgpu on a software driver).
@@ -71,18 +84,32 @@ test: torch
 bench *ARGS: build-all
     {{bin}} bench --python {{venv}}/bin/python {{ARGS}}
 
-# Fill the git-ignored device/ for the GPU check (`bash tools/device_check.sh` there; carry
-# `device`): a stripped, xz-compressed LibTorch build of bertfit, shared/gpu's PyTorch
-# reference scripts with the default model's tokenizer files, and TREC.
-device-bundle: torch
-    {{tch_env}} cargo build --release -p bertfit-cli --no-default-features --features bertfit-cli/tch
-    rm -rf {{root}}/device && mkdir -p {{root}}/device/gpu {{root}}/device/data/trec
-    strip -o {{root}}/device/bertfit.stripped {{bin}}
-    xz -T0 -9 -c {{root}}/device/bertfit.stripped > {{root}}/device/bertfit.xz && rm {{root}}/device/bertfit.stripped
-    cp {{root}}/../shared/gpu/*.py {{root}}/../shared/gpu/minilm_config.json {{root}}/device/gpu/
-    model="$({{bin}} model-dir)"; for f in vocab.txt tokenizer.json tokenizer_config.json special_tokens_map.json; do cp "$model/$f" {{root}}/device/gpu/; done
-    {{bin}} fetch trec | cut -f3 | xargs -I{} cp {} {{root}}/device/data/trec/
+# For a GPU machine with torch {{device_torch}} and no Rust or internet (carry `device`):
+# `just device-bundle` fills device/ for the device check (`bash tools/device_check.sh`
+# there): the binary, shared/gpu's PyTorch reference scripts with the default model's
+# tokenizer files, TREC. `just device-bundle NAME [--profile gpu] [--jobs N]` writes
+# device/NAME/: the binary, the models and data the experiment's profile reads, and
+# run.sh (`bash device/NAME/run.sh` there; `bertfit bundle --help`). The binary is
+# built against torch {{device_torch}} (its own venv and target folder), LibTorch only, stripped.
+device-bundle NAME="" *ARGS:
+    BERTFIT_TORCH={{device_torch}} just _build-for-device
+    mkdir -p {{root}}/device
+    strip -o {{root}}/device/bertfit.stripped {{device_bin}}
+    if [ -n "{{NAME}}" ]; then \
+      {{device_bin}} bundle {{NAME}} --binary {{root}}/device/bertfit.stripped --out {{root}}/device/{{NAME}} {{ARGS}}; \
+    else \
+      rm -rf {{root}}/device/gpu {{root}}/device/data && mkdir -p {{root}}/device/gpu {{root}}/device/data/trec; \
+      xz -T0 -9 -c {{root}}/device/bertfit.stripped > {{root}}/device/bertfit.xz; \
+      cp {{root}}/../shared/gpu/*.py {{root}}/../shared/gpu/minilm_config.json {{root}}/device/gpu/; \
+      model="$({{device_bin}} model-dir)"; for f in vocab.txt tokenizer.json tokenizer_config.json special_tokens_map.json; do cp "$model/$f" {{root}}/device/gpu/; done; \
+      {{device_bin}} fetch trec | cut -f3 | xargs -I{} cp {} {{root}}/device/data/trec/; \
+    fi
+    rm {{root}}/device/bertfit.stripped
     du -sh {{root}}/device
+
+# The device machine's binary: LibTorch only, against $BERTFIT_TORCH.
+_build-for-device: torch
+    {{tch_env}} cargo build --release -p bertfit-cli --no-default-features --features bertfit-cli/tch
 
 # Regenerate the HF parity fixture (tests/fixtures/minilm_parity.*).
 fixtures: torch build
