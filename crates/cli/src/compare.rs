@@ -34,7 +34,7 @@ pub fn run(args: Args) -> Result<()> {
     print!("{md}");
     if let Some(out) = &args.out {
         write_atomic(&out.join("compare.md"), &md)?;
-        write_atomic(&out.join("compare.csv"), &comparison.csv())?;
+        write_atomic(&out.join("compare.csv"), comparison.csv())?;
         eprintln!("wrote {} and compare.csv", out.join("compare.md").display());
     }
     Ok(())

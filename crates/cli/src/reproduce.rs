@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 use bertfit_model::Backend;
 use bertfit_paper::ReproduceOptions;
 
@@ -19,9 +19,10 @@ pub struct Args {
     /// `quick` (2-core CPU, embedded model and data) or `paper` (the paper's settings, for a GPU).
     #[arg(long, default_value = "quick")]
     profile: String,
-    /// Overrides every cell's backend: flex, tch, tch-cuda[:N], wgpu.
+    /// Overrides every cell's backend: flex, tch, tch-cuda[:N], wgpu;
+    /// `tch-cuda:all` spreads the runs over every GPU here (as `--devices`).
     #[arg(long)]
-    backend: Option<Backend>,
+    backend: Option<String>,
     /// Training seeds per cell (default: the profile's).
     #[arg(long)]
     seeds: Option<usize>,
@@ -46,6 +47,17 @@ pub struct Args {
     /// No progress bars or log lines.
     #[arg(long)]
     quiet: bool,
+    /// Runs trained at once, each by a worker process (`bertfit reproduce NAME
+    /// --run ID`, its log in the run's folder); with `--devices`, this many on each GPU.
+    #[arg(long, default_value_t = 1)]
+    jobs: usize,
+    /// CUDA devices to spread the runs over, `--jobs` on each (`--devices 0,1`).
+    #[arg(long, value_delimiter = ',')]
+    devices: Vec<usize>,
+    /// Train only the run of this identity (`runs/ID/`) and render nothing: what
+    /// each worker of `--jobs`, or a cluster's array task, runs.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["plan", "list", "jobs", "devices"])]
+    run: Option<String>,
     /// Train nothing: print the runs, what they would fetch (with sizes), their
     /// training tokens, the disk they need and an estimated wall time from a
     /// short probe of the backend.
@@ -53,10 +65,37 @@ pub struct Args {
     plan: bool,
 }
 
+/// `--backend` and `--devices`: the backend of every cell, and the GPUs to
+/// spread runs over (`tch-cuda:all`: every one LibTorch sees).
+fn backend_and_devices(backend: Option<&str>, devices: Vec<usize>) -> Result<(Option<Backend>, Vec<usize>)> {
+    let Some(name) = backend else {
+        if devices.is_empty() {
+            return Ok((None, devices));
+        }
+        return Ok((Some(Backend::TchCuda(devices[0])), devices));
+    };
+    if name == "tch-cuda:all" {
+        let count = Backend::cuda_devices()?;
+        if count == 0 {
+            bail!("--backend tch-cuda:all: LibTorch sees no CUDA device here (no NVIDIA GPU or driver)");
+        }
+        return Ok((Some(Backend::TchCuda(0)), (0..count).collect()));
+    }
+    let backend: Backend = name.parse().context("--backend")?;
+    if !devices.is_empty() && !matches!(backend, Backend::TchCuda(_)) {
+        bail!("--devices spreads runs over CUDA devices: it goes with --backend tch-cuda, not {backend}");
+    }
+    Ok((Some(backend), devices))
+}
+
 pub fn run(args: Args) -> Result<()> {
+    let (backend, devices) = backend_and_devices(args.backend.as_deref(), args.devices)?;
+    for &device in &devices {
+        Backend::TchCuda(device).check()?;
+    }
     let options = ReproduceOptions {
         profile: args.profile,
-        backend: args.backend,
+        backend,
         seeds: args.seeds,
         set: args.set,
         results: args.results,
@@ -64,6 +103,9 @@ pub fn run(args: Args) -> Result<()> {
         experiments: args.experiments,
         keep_models: args.keep_models,
         quiet: args.quiet,
+        jobs: args.jobs,
+        devices,
+        only_run: args.run,
     };
     options.check()?;
     match args.name {

@@ -9,8 +9,8 @@ use bertfit_run::PreparedRun;
 use bertfit_run::model_source::model_unavailable;
 
 use crate::grid::{Grid, known, load_experiment};
+use crate::options::ReproduceOptions;
 use crate::plan::dataset_needs;
-use crate::reproduce::ReproduceOptions;
 
 /// Prints one line per experiment.
 pub fn list(args: &ReproduceOptions) -> Result<()> {

@@ -33,8 +33,8 @@ use bertfit_train::finetune::evaluation_batches;
 use bertfit_train::throughput::probe_classifier;
 
 use crate::grid::{Grid, load_experiment};
+use crate::options::ReproduceOptions;
 use crate::plan::{dataset_needs, free_bytes};
-use crate::reproduce::ReproduceOptions;
 
 /// One cell's share of the plan.
 struct CellPlan {

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, anyhow};
+use bertfit_run::write_atomic;
 use bertfit_train::Schedule;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -69,16 +70,21 @@ fn render(
     draw_png: &dyn Fn(DrawingArea<BitMapBackend, Shift>) -> Result<()>,
 ) -> Result<Vec<PathBuf>> {
     register_font()?;
+    // Drawn in memory and written under a temporary name: two workers
+    // rendering one experiment at once never leave half a picture.
     let svg = stem.with_extension("svg");
-    draw(SVGBackend::new(&svg, SIZE).into_drawing_area())?;
+    let mut svg_text = String::new();
+    draw(SVGBackend::with_string(&mut svg_text, SIZE).into_drawing_area())?;
+    write_atomic(&svg, &svg_text)?;
     let mut buffer = vec![0u8; (SIZE.0 * SIZE.1 * 3) as usize];
     draw_png(BitMapBackend::with_buffer(&mut buffer, SIZE).into_drawing_area())?;
     let png_path = stem.with_extension("png");
-    let file = std::fs::File::create(&png_path).map_err(|e| anyhow!("cannot write {}: {e}", png_path.display()))?;
-    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), SIZE.0, SIZE.1);
+    let mut png_bytes = Vec::new();
+    let mut encoder = png::Encoder::new(&mut png_bytes, SIZE.0, SIZE.1);
     encoder.set_color(png::ColorType::Rgb);
     encoder.set_depth(png::BitDepth::Eight);
     encoder.write_header().map_err(err)?.write_image_data(&buffer).map_err(err)?;
+    write_atomic(&png_path, &png_bytes)?;
     Ok(vec![png_path, svg])
 }
 

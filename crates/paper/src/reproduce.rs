@@ -15,62 +15,19 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use bertfit_model::Backend;
-use bertfit_run::{
-    Predictions, PreparedRun, RunMetrics, RunOptions, execute, finished, predictions_path, stop_after_steps, summary, write_atomic,
-};
+use bertfit_run::run_lock::{Claim, claim};
+use bertfit_run::{Predictions, RunMetrics, RunOptions, execute, predictions_path, stop_after_steps, summary, write_atomic};
 use bertfit_train::progress::{Progress, ProgressTarget};
 use indicatif::MultiProgress;
 
 use crate::compare::{ResultSet, compare};
-use crate::grid::{Grid, experiment_dirs, known, load_experiment};
+use crate::grid::{Grid, known, load_experiment};
 use crate::index::write_index;
+use crate::options::ReproduceOptions;
 use crate::plan::{Planned, plan};
-use crate::report::{CellState, Report, load_predictions};
-
-/// How `reproduce` runs an experiment.
-#[derive(Debug, Clone)]
-pub struct ReproduceOptions {
-    /// `quick` (2-core CPU, embedded model and data) or `paper` (the paper's settings, for a GPU).
-    pub profile: String,
-    /// Overrides every cell's backend.
-    pub backend: Option<Backend>,
-    /// Training seeds per cell (default: the profile's).
-    pub seeds: Option<usize>,
-    /// Settings of every cell's run, applied last (`training.lr=3e-5`); part of each run's identity.
-    pub set: Vec<String>,
-    /// Where results go.
-    pub results: PathBuf,
-    /// Committed results to compare with once the table is written (skipped
-    /// when it is `results` itself or holds no table of this experiment and profile).
-    pub reference: Option<PathBuf>,
-    /// A folder of experiment files that add to or override the built-in ones.
-    pub experiments: Option<PathBuf>,
-    /// Also write each run's fine-tuned model (HF layout) to its run folder.
-    pub keep_models: bool,
-    /// No progress bars or log lines.
-    pub quiet: bool,
-}
-
-impl ReproduceOptions {
-    /// Folders whose experiment files add to or override the built-in ones.
-    pub fn experiment_dirs(&self) -> Vec<PathBuf> {
-        experiment_dirs(self.experiments.as_ref())
-    }
-
-    /// Options that cannot run, in one line, before anything is read or trained.
-    pub fn check(&self) -> Result<()> {
-        if self.seeds == Some(0) {
-            bail!("--seeds 0: a cell needs at least one seed");
-        }
-        if let Some(dir) = &self.experiments
-            && !dir.is_dir()
-        {
-            bail!("--experiments {}: no such folder", dir.display());
-        }
-        Ok(())
-    }
-}
+use crate::report::{CellState, Report};
+use crate::runs::{Outcome, Runs, run_label};
+use crate::workers::run_in_workers;
 
 /// Runs experiment `name`, or every one in turn for `all`.
 pub fn reproduce(name: &str, options: &ReproduceOptions) -> Result<()> {
@@ -102,10 +59,21 @@ fn reproduce_one(name: &str, options: &ReproduceOptions, dirs: &[PathBuf]) -> Re
     let grid = Grid::build(name, experiment, file, &options.profile, &options.set, options.seeds)?;
     let planned = plan(&grid, options.backend)?;
     let runs = Runs { dir: options.results.join(name).join("runs") };
+    if let Some(identity) = &options.only_run {
+        return run_only(&grid, &planned, &runs, identity, options);
+    }
     let todo = runs.to_do(&grid, &planned, options.quiet)?;
-    let (failures, stopped) = run_all(&grid, &planned, &todo, &runs, options)?;
+    let outcome = if options.jobs > 1 || !options.devices.is_empty() {
+        run_in_workers(&grid, &planned, &todo, &runs, options)?
+    } else {
+        run_all(&grid, &planned, &todo, &runs, options)?
+    };
+    let Outcome { failures, elsewhere, stopped, trained } = outcome;
     let cells = collect(&grid, &planned, &failures, &runs)?;
-    let trained = todo.len() - failures.len();
+    if !options.quiet {
+        let elsewhere = if elsewhere > 0 { format!("; {elsewhere} held by other workers, left to them") } else { String::new() };
+        eprintln!("{name}: {trained} of {} runs to do trained here{elsewhere}", todo.len());
+    }
     let report = Report { grid: &grid, cells, wall_seconds: start.elapsed().as_secs_f64(), trained };
     let out = output_dir(&options.results, name, &grid.profile_name);
     write_report(&report, &out, options)?;
@@ -117,6 +85,42 @@ fn reproduce_one(name: &str, options: &ReproduceOptions, dirs: &[PathBuf]) -> Re
     }
     if !failures.is_empty() {
         bail!("{} runs of {name} failed; their errors are in {}", failures.len(), out.join("table.md").display());
+    }
+    Ok(())
+}
+
+/// `--run ID`: trains the one run of the grid with this identity, unless it is
+/// finished or another worker holds it; renders nothing.
+fn run_only(grid: &Grid, planned: &[Planned], runs: &Runs, identity: &str, options: &ReproduceOptions) -> Result<()> {
+    crate::workers::watch_parent();
+    let Some(p) = planned.iter().find(|p| p.run.as_ref().is_ok_and(|r| r.identity == identity)) else {
+        bail!("{}: no run {identity} in its grid (profile {}) that can run here", grid.file.label, grid.profile_name);
+    };
+    let run = p.run.as_ref().expect("found among the runnable");
+    let label = run_label(grid, p);
+    if runs.finished(run)?.is_some() {
+        eprintln!("{label}: run {identity} is finished already");
+        crate::workers::left_to_another();
+        return Ok(());
+    }
+    let lock = match claim(&runs.lock(run))? {
+        Claim::Held(owner) => {
+            eprintln!("{label}: run {identity} is being trained by {}; left to it", owner.describe());
+            crate::workers::left_to_another();
+            return Ok(());
+        }
+        Claim::Claimed(lock) => lock,
+    };
+    if runs.finished(run)?.is_some() {
+        eprintln!("{label}: run {identity} was finished by another worker");
+        drop(lock);
+        crate::workers::left_to_another();
+        return Ok(());
+    }
+    let run_options = RunOptions::from_env(options.quiet, options.keep_models)?;
+    match execute(run, &runs.of(run), &run_options)? {
+        Some(metrics) => eprintln!("{label}: {}", summary(&metrics)),
+        None => eprintln!("{label}: stopped as BERTFIT_STOP_AFTER_STEPS asked; rerun to resume"),
     }
     Ok(())
 }
@@ -134,8 +138,8 @@ fn against_reference(out: &Path, reference: &Path, quiet: bool) -> Result<()> {
     let theirs = ResultSet::read(reference, &format!("the reference {}", reference.display()))?;
     match compare(&ours, &theirs) {
         Ok(comparison) => {
-            write_atomic(&out.join("reference.md"), &comparison.markdown())?;
-            write_atomic(&out.join("reference.csv"), &comparison.csv())?;
+            write_atomic(&out.join("reference.md"), comparison.markdown())?;
+            write_atomic(&out.join("reference.csv"), comparison.csv())?;
             if !quiet {
                 eprintln!("{} (in {})", comparison.summary(), out.join("reference.md").display());
             }
@@ -146,95 +150,52 @@ fn against_reference(out: &Path, reference: &Path, quiet: bool) -> Result<()> {
     Ok(())
 }
 
-/// Where an experiment's runs live: `runs/ID/`, one folder per run identity.
-struct Runs {
-    dir: PathBuf,
-}
-
-impl Runs {
-    fn of(&self, run: &PreparedRun) -> PathBuf {
-        self.dir.join(&run.identity)
-    }
-
-    fn finished(&self, run: &PreparedRun) -> Result<Option<RunMetrics>> {
-        finished(&self.of(run), &run.identity, "run")
-    }
-
-    /// A finished run's test predictions; `None` for a run written before runs
-    /// kept them, or one that never finished an epoch. A file that does not
-    /// match its run's test set is refused, naming it.
-    fn predictions(&self, run: &RunMetrics) -> Result<Option<Predictions>> {
-        load_predictions(&self.dir.join(&run.identity), run)
-    }
-
-    /// The planned runs not finished yet (indices into `planned`), said in one line.
-    fn to_do(&self, grid: &Grid, planned: &[Planned], quiet: bool) -> Result<Vec<usize>> {
-        let mut done = 0;
-        let mut todo = Vec::new();
-        for (i, p) in planned.iter().enumerate() {
-            if let Ok(run) = &p.run {
-                if self.finished(run)?.is_some() {
-                    done += 1;
-                } else {
-                    todo.push(i);
-                }
-            }
-        }
-        let missing = planned.len() - done - todo.len();
-        if !quiet {
-            eprintln!(
-                "{} ({}, profile {}): {} cells × {} seeds = {} runs: {done} done, {} to run, {missing} missing here",
-                grid.name,
-                grid.experiment.reproduces,
-                grid.profile_name,
-                grid.cells.len(),
-                grid.seeds.len(),
-                planned.len(),
-                todo.len()
-            );
-        }
-        Ok(todo)
-    }
-}
-
-/// Trains the runs `todo`, one after the other: the errors of those that
-/// failed (by index into `planned`), and whether it stopped on request.
-fn run_all(
-    grid: &Grid,
-    planned: &[Planned],
-    todo: &[usize],
-    runs: &Runs,
-    options: &ReproduceOptions,
-) -> Result<(BTreeMap<usize, String>, bool)> {
+/// Trains the runs `todo` in this process, one after the other, each under
+/// its lock; a run another worker holds is left to it.
+fn run_all(grid: &Grid, planned: &[Planned], todo: &[usize], runs: &Runs, options: &ReproduceOptions) -> Result<Outcome> {
     let multi = MultiProgress::new();
     let target = if options.quiet { ProgressTarget::Quiet } else { ProgressTarget::Under(multi.clone()) };
     let bar = Progress::new(todo.len() as u64, "runs", &target).log_every(1);
     bar.set_prefix(format!("{} ({})", grid.name, grid.profile_name));
     let run_options = RunOptions { progress: target, export_model: options.keep_models, stop_after_steps: stop_after_steps()? };
-    let mut failures = BTreeMap::new();
-    let mut stopped = false;
+    let mut outcome = Outcome::default();
     for (k, &i) in todo.iter().enumerate() {
         let p = &planned[i];
         let run = p.run.as_ref().expect("only runnable ones are to do");
-        let cell = &grid.cells[p.cell];
-        let label = format!("{} / {} seed {}", grid.rows[cell.row].label, grid.columns[cell.column].label, run.config.training.seed);
+        let label = run_label(grid, p);
+        let _lock = match claim(&runs.lock(run))? {
+            Claim::Claimed(lock) => lock,
+            Claim::Held(owner) => {
+                bar.println(format!("{label}: held by {}; left to it", owner.describe()));
+                outcome.elsewhere += 1;
+                bar.update(k as u64 + 1, format!("skipped {label}"));
+                continue;
+            }
+        };
+        if runs.finished(run)?.is_some() {
+            bar.update(k as u64 + 1, format!("{label} finished by another worker"));
+            continue;
+        }
         bar.update(k as u64, format!("running {label}"));
         match execute(run, &runs.of(run), &run_options) {
-            Ok(Some(metrics)) => bar.println(format!("{label}: {}", summary(&metrics))),
+            Ok(Some(metrics)) => {
+                outcome.trained += 1;
+                bar.println(format!("{label}: {}", summary(&metrics)));
+            }
             Ok(None) => {
                 bar.println(format!("{label}: stopped as BERTFIT_STOP_AFTER_STEPS asked; rerun to resume"));
-                stopped = true;
+                outcome.stopped = true;
                 break;
             }
             Err(e) => {
                 bar.println(format!("{label}: failed: {e:#}"));
-                failures.insert(i, format!("{e:#}"));
+                outcome.failures.insert(i, format!("{e:#}"));
             }
         }
         bar.update(k as u64 + 1, format!("finished {label}"));
     }
     bar.finish();
-    Ok((failures, stopped))
+    Ok(outcome)
 }
 
 /// `table.md`, `table.csv` and the plots into `out`, and the index of `results/`.
@@ -242,7 +203,7 @@ fn write_report(report: &Report, out: &Path, options: &ReproduceOptions) -> Resu
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let table = crate::table::markdown(report);
     write_atomic(&out.join("table.md"), &table)?;
-    write_atomic(&out.join("table.csv"), &crate::table::csv(report))?;
+    write_atomic(&out.join("table.csv"), crate::table::csv(report))?;
     let plots = crate::plots::plot_all(report, out)?;
     write_index(&options.results)?;
     if !options.quiet {

@@ -16,6 +16,8 @@ pub mod predictions;
 pub mod pretrain;
 pub mod pretrain_config;
 pub mod results;
+pub mod run_lock;
+pub mod slurm;
 pub mod stage;
 pub mod task;
 

@@ -54,12 +54,21 @@ pub fn multitask_stage(
     let labels: Vec<usize> = multitask.datasets.iter().map(|name| Ok(catalogue::find(name)?.classes.len())).collect::<Result<_>>()?;
     let features = config.head.features;
     let quiet = matches!(progress, ProgressTarget::Quiet);
-    if let Some(result) = stage.finished::<FinetuneResult>()? {
+    let finished = || -> Result<Option<(BertForMultiTask, FinetuneResult)>> {
+        let Some(result) = stage.finished::<FinetuneResult>()? else { return Ok(None) };
         let model = BertForMultiTask::from_finetuned(&stage.model_dir(), bert_config, &labels, features, device)?;
         if !quiet {
             eprintln!("multi-task stage done already ({}); fine-tuning on {}", stage.dir.display(), config.data.dataset);
         }
-        return Ok((model, result));
+        Ok(Some((model, result)))
+    };
+    if let Some(done) = finished()? {
+        return Ok(done);
+    }
+    // Another worker may be training it: wait for it rather than train it twice.
+    let _lock = stage.claim(quiet)?;
+    if let Some(done) = finished()? {
+        return Ok(done);
     }
     if !quiet {
         eprintln!("multi-task stage on {} ({})", multitask.datasets.join(", "), stage.dir.display());

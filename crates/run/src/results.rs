@@ -35,14 +35,15 @@ pub fn finished<M: Finished>(out: &Path, identity: &str, what: &str) -> Result<O
     Ok(Some(done))
 }
 
-/// Writes `text` to `path` through a temporary name and a rename: a reader
-/// (or a kill) never sees half a file.
-pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
+/// Writes `contents` to `path` through a temporary name and a rename: a
+/// reader (or a kill) never sees half a file, and of two writers at once the
+/// last rename wins whole.
+pub fn write_atomic(path: &Path, contents: impl AsRef<[u8]>) -> Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
     }
-    let tmp = path.with_extension(format!("partial-{}", std::process::id()));
-    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+    let tmp = path.with_extension(format!("partial-{}-{}", crate::run_lock::hostname(), std::process::id()));
+    std::fs::write(&tmp, contents).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }
 

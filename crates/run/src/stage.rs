@@ -3,7 +3,8 @@
 //! `$BERTFIT_CACHE/stages/KIND/ID/` and shared by every run and experiment
 //! that needs the same one. A stage checkpoints into its folder while it
 //! trains, so a killed stage resumes; a finished one holds `model/` and
-//! `metrics.json`, written last.
+//! `metrics.json`, written last. Workers that need a stage at once train it
+//! once: one claims it, the others wait for it.
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::results::write_metrics;
+use crate::run_lock::{Claim, Lock, claim};
 
 pub struct Stage {
     pub dir: PathBuf,
@@ -41,6 +43,27 @@ impl Stage {
         }
         let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
         Ok(Some(serde_json::from_str(&text).with_context(|| format!("{} is not a stage result", path.display()))?))
+    }
+
+    /// Claims the stage for this worker: waits while another live worker
+    /// trains it (every run that needs it would otherwise train it too), and
+    /// takes it over from one that is gone. The caller checks again whether
+    /// it is finished before training it.
+    pub fn claim(&self, quiet: bool) -> Result<Lock> {
+        let path = self.dir.with_extension("lock");
+        let mut said = false;
+        loop {
+            match claim(&path)? {
+                Claim::Claimed(lock) => return Ok(lock),
+                Claim::Held(owner) => {
+                    if !quiet && !said {
+                        eprintln!("waiting for the stage {}, which {} is training", self.dir.display(), owner.describe());
+                        said = true;
+                    }
+                    std::thread::sleep(std::time::Duration::from_secs(2));
+                }
+            }
+        }
     }
 
     /// Copies the finished stage into `out` (its model files, `metrics.json`,
