@@ -17,7 +17,9 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use bertfit_model::{Backend, BertConfig, BertForMaskedLM, BertForSequenceClassification, BertInput, HeadConfig};
 use bertfit_train::cross_entropy;
-use bertfit_train::throughput::{Timing, time_case};
+use bertfit_train::progress::ProgressTarget;
+use bertfit_train::throughput::{Timing, time_case, time_finetune_loop, time_pretrain_loop};
+use burn::module::Module;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
@@ -57,8 +59,8 @@ pub struct BenchArgs {
     /// Where the Markdown table goes.
     #[arg(long, default_value = "results/bench/bench.md")]
     pub out: PathBuf,
-    /// The classification case's encoder blocks in bf16 mixed precision
-    /// (LibTorch only; `training.precision = "bf16"` of a run).
+    /// The encoder blocks in bf16 mixed precision, classification and masked
+    /// LM (LibTorch only; `training.precision = "bf16"` of a run or a pre-training).
     #[arg(long)]
     pub bf16: bool,
     /// AdamW's kernels: `auto` (the device's default: fused over parameter
@@ -66,6 +68,12 @@ pub struct BenchArgs {
     /// (`torch.optim.AdamW(fused=True)`, LibTorch only) or `per-tensor`.
     #[arg(long, value_enum, default_value_t = AdamWKernels::Auto)]
     pub adamw: AdamWKernels,
+    /// Also time the real training loop at each shape (fine-tuning for
+    /// `classify`, masked-LM pre-training for `mlm`: batching, masking, the
+    /// schedule, clipping, the loss read back, logging and progress), beside
+    /// the bare step: milliseconds per step of both.
+    #[arg(long = "loop")]
+    pub time_loop: bool,
     /// Internal: measure one backend and length, print one JSON line.
     #[arg(long, hide = true)]
     pub worker: Option<String>,
@@ -112,6 +120,12 @@ pub struct Measurement {
     /// backward, and the optimizer update (clipping included).
     #[serde(default)]
     pub phase_ms: Option<[f64; 3]>,
+    /// Milliseconds per step of the bare step and, with `--loop`, of the real
+    /// training loop at the same shape.
+    #[serde(default)]
+    pub step_ms: Option<f64>,
+    #[serde(default)]
+    pub loop_ms: Option<f64>,
 }
 
 fn classify() -> String {
@@ -153,7 +167,8 @@ fn mlm_worker(args: &BenchArgs, backend: Backend, seq_len: usize) -> Result<Meas
     let config = BertConfig::from_file(&dir.join("config.json"))?;
     let device = backend.device()?;
     let train_device = device.clone().autodiff();
-    let (model, _) = BertForMaskedLM::from_pretrained(&dir, &config, false, &train_device)?;
+    let (mut model, _) = BertForMaskedLM::from_pretrained(&dir, &config, false, &train_device)?;
+    model.bert.set_bf16(args.bf16);
     let batch = args.mlm_batch;
     let mut ids = synthetic_ids(batch, seq_len, config.vocab_size);
     let positions: Vec<i64> = (0..batch).flat_map(|b| mlm_positions(seq_len).into_iter().map(move |p| (b * seq_len + p) as i64)).collect();
@@ -177,7 +192,14 @@ fn mlm_worker(args: &BenchArgs, backend: Backend, seq_len: usize) -> Result<Meas
         },
         &perf_control,
     );
-    Ok(measurement(&timing, "mlm", backend, seq_len, batch))
+    let mut m = measurement(&timing, "mlm", backend, seq_len, batch);
+    if args.time_loop {
+        let (mut model, _) = BertForMaskedLM::from_pretrained(&dir, &config, false, &train_device)?;
+        model.bert.set_bf16(args.bf16);
+        let ms = time_pretrain_loop(model.train(), config.vocab_size, batch, seq_len, args.steps, &device, ProgressTarget::Stderr)?;
+        m.loop_ms = Some(ms);
+    }
+    Ok(m)
 }
 
 /// Sends `enable` or `disable` to `perf record --control fifo:CTL,ACK` when
@@ -216,7 +238,14 @@ fn worker(args: &BenchArgs, backend: Backend, seq_len: usize) -> Result<Measurem
         },
         &perf_control,
     );
-    Ok(measurement(&timing, &classify(), backend, seq_len, batch))
+    let mut m = measurement(&timing, &classify(), backend, seq_len, batch);
+    if args.time_loop {
+        let (mut model, _) = BertForSequenceClassification::from_pretrained(&dir, &config, 2, HeadConfig::default(), &train_device)?;
+        model.bert.set_bf16(args.bf16);
+        let ms = time_finetune_loop(model.train(), config.vocab_size, batch, seq_len, args.steps, &device, ProgressTarget::Stderr)?;
+        m.loop_ms = Some(ms);
+    }
+    Ok(m)
 }
 
 fn measurement(timing: &Timing, task: &str, backend: Backend, seq_len: usize, batch: usize) -> Measurement {
@@ -230,6 +259,8 @@ fn measurement(timing: &Timing, task: &str, backend: Backend, seq_len: usize, ba
         infer_tokens_per_s,
         peak_rss_mb: peak_rss_mb(),
         phase_ms: Some(timing.phases.map(|p| 1000.0 * p / timing.steps as f64)),
+        step_ms: Some(1000.0 * timing.train_secs / timing.steps as f64),
+        loop_ms: None,
     }
 }
 
@@ -263,6 +294,9 @@ fn measure_in_child(args: &BenchArgs, model_dir: &Path, side: &str, (task, batch
         }
         let adamw = clap::ValueEnum::to_possible_value(&args.adamw).expect("every kind has a name");
         cmd.args(["--adamw", adamw.get_name()]);
+        if args.time_loop {
+            cmd.arg("--loop");
+        }
         cmd
     };
     let out = cmd.args(["--steps", &args.steps.to_string()]).output().with_context(|| format!("cannot start the {side} bench worker"))?;
@@ -297,6 +331,8 @@ fn summarize(rounds: &[Measurement]) -> Measurement {
         infer_tokens_per_s: median(rounds.iter().map(|m| m.infer_tokens_per_s).collect()),
         peak_rss_mb: rounds.iter().map(|m| m.peak_rss_mb).fold(f64::NAN, f64::max),
         phase_ms: first.phase_ms.map(|_| [phase(0), phase(1), phase(2)]),
+        step_ms: first.step_ms.map(|_| median(rounds.iter().filter_map(|m| m.step_ms).collect())),
+        loop_ms: first.loop_ms.map(|_| median(rounds.iter().filter_map(|m| m.loop_ms).collect())),
     }
 }
 
@@ -442,6 +478,25 @@ fn render(args: &BenchArgs, torch_version: Option<&str>, sides: &[String], cases
             if m.phase_ms.is_some() {
                 phased.push(m);
             }
+        }
+    }
+    let looped: Vec<Measurement> = (0..cases.len())
+        .flat_map(|c| (0..sides.len()).map(move |s| (c, s)))
+        .map(|(c, s)| summarize(&measured[c * sides.len() + s]))
+        .filter(|m| m.loop_ms.is_some())
+        .collect();
+    if !looped.is_empty() {
+        table.push_str("\nThe real training loop against its bare step at the same shape (milliseconds per step, medians): the loop is `finetune` (`classify`) or `pretrain` (`mlm`) with its batching, masking, schedule, clipping, loss read back, logging and progress, timed over its second epoch (or second half of the steps), evaluation apart.\n\n| task | backend | batch | seq | bare step | loop | loop / step |\n|---|---|---|---|---|---|---|\n");
+        for m in &looped {
+            let (step, lp) = (m.step_ms.unwrap_or(f64::NAN), m.loop_ms.unwrap_or(f64::NAN));
+            table.push_str(&format!(
+                "| {} | {} | {} | {} | {step:.1} | {lp:.1} | {:.2} |\n",
+                m.task,
+                m.backend,
+                m.batch,
+                m.seq_len,
+                lp / step
+            ));
         }
     }
     if !phased.is_empty() {

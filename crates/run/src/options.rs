@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use bertfit_model::Backend;
 use bertfit_train::progress::ProgressTarget;
-use bertfit_train::{Checkpoints, RunControl};
+use bertfit_train::{Checkpoints, InvalidSetting, Precision, RunControl};
 
 #[derive(Clone, Default)]
 pub struct RunOptions {
@@ -53,4 +53,17 @@ pub fn resolve_backend(flag: Option<Backend>, setting: Option<&str>) -> Result<B
     };
     backend.check()?;
     Ok(backend)
+}
+
+/// A job's `training.precision` on `backend`: `auto` decided (bf16 on LibTorch
+/// CUDA, fp32 elsewhere), `bf16` refused where it has no path.
+pub fn resolve_precision(precision: Precision, backend: Backend) -> Result<Precision, InvalidSetting> {
+    match precision {
+        Precision::Bf16 if !backend.has_bf16() => Err(InvalidSetting::new(
+            "training.precision",
+            format!("bf16 runs on the LibTorch backends (tch, tch-cuda) only; backend {backend} trains in fp32"),
+        )),
+        Precision::Auto => Ok(if matches!(backend, Backend::TchCuda(_)) { Precision::Bf16 } else { Precision::Fp32 }),
+        other => Ok(other),
+    }
 }

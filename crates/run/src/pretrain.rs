@@ -25,7 +25,7 @@ use crate::export::copy_tokenizer;
 use crate::finetune_config::RunConfig;
 use crate::identity::identity;
 use crate::model_source::{check_vocab, fingerprint, model_dir};
-use crate::options::{RunOptions, resolve_backend};
+use crate::options::{RunOptions, resolve_backend, resolve_precision};
 use crate::pretrain_config::PretrainRunConfig;
 use crate::results::{Finished, commit, finished, write_metrics};
 use crate::stage::Stage;
@@ -48,7 +48,7 @@ impl PretrainRunConfig {
         let Some(section) = run.pretrain.as_ref().filter(|p| p.from_step != Some(0)) else { return Ok(None) };
         Ok(Some(Self {
             model: run.model.clone(),
-            backend: Some(backend.to_string()),
+            backend: Some(backend.identity()),
             datasets: section.corpus_datasets(&run.data.dataset)?,
             split_seed: run.data.split_seed,
             unlabeled: section.unlabeled,
@@ -65,7 +65,8 @@ impl PreparedPretrain {
         }
         let backend = resolve_backend(backend, config.backend.as_deref())?;
         let mut config = config.clone();
-        config.backend = Some(backend.to_string());
+        config.training.precision = resolve_precision(config.training.precision, backend)?;
+        config.backend = Some(backend.identity());
         config.datasets.sort();
         config.datasets.dedup();
         let model_dir = model_dir(config.model.as_deref())?;
@@ -244,7 +245,7 @@ pub fn execute_pretrain(prepared: &PreparedPretrain, out: &Path, options: &RunOp
         identity: prepared.identity.clone(),
         config: config.clone(),
         model_dir: bertfit_data::catalogue::portable_path(&prepared.model_dir),
-        backend: prepared.backend.to_string(),
+        backend: prepared.backend.identity(),
         commit: commit().to_string(),
         corpus: corpus.parts,
         head_initialized,
@@ -264,6 +265,11 @@ pub fn pretrain_stage(
     options: &RunOptions,
 ) -> Result<Option<(PretrainMetrics, PathBuf)>> {
     let stage = prepared.stage();
+    // Another worker may be training it: wait for it rather than train it twice.
+    let _lock = match prepared.finished_stage()? {
+        Some(_) => None,
+        None => Some(stage.claim(options.quiet())?),
+    };
     if !options.quiet() {
         match prepared.finished_stage()? {
             Some(_) => eprintln!("pre-training stage done already ({})", stage.dir.display()),

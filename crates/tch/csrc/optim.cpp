@@ -42,16 +42,19 @@ char* bertfit_foreach_norm(at::Tensor** grads, int64_t n, at::Tensor** out) {
 
 // One step of torch.optim.AdamW(fused=True) on one parameter group, in place:
 // the gradients are first multiplied by `grad_scale` (global-norm clipping;
-// 1 leaves them as they are), then `_fused_adamw_` updates the parameters and
+// 1 leaves them as they are) and by the scalar tensor `grad_scale_tensor`
+// when it is not NULL (clip_grad_norm_(foreach=True)'s coefficient, left on
+// the device, so nothing waits for it), then `_fused_adamw_` updates the parameters and
 // both moments at step `step` (1 on the first update; bias corrections
 // 1 - beta^step), as torch.optim.AdamW's `_fused_adamw` passes them.
 char* bertfit_fused_adamw(at::Tensor** params, at::Tensor** grads, at::Tensor** exp_avgs, at::Tensor** exp_avg_sqs, int64_t n,
                           double lr, double beta1, double beta2, double weight_decay, double eps, double step,
-                          double grad_scale) {
+                          double grad_scale, at::Tensor* grad_scale_tensor) {
     try {
         if (n == 0) return nullptr;
         auto grad_list = list(grads, n);
         if (grad_scale != 1.0) at::_foreach_mul_(grad_list, grad_scale);
+        if (grad_scale_tensor != nullptr) at::_foreach_mul_(grad_list, grad_scale_tensor->to(grad_list[0].device()));
         // torch keeps one f32 step tensor per parameter on its device; every
         // parameter of a group is at the same step, so one tensor serves all.
         auto state_step = at::full({}, step, params[0]->options().dtype(at::kFloat));

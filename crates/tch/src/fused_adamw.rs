@@ -34,6 +34,7 @@ unsafe extern "C" {
         eps: f64,
         step: f64,
         grad_scale: f64,
+        grad_scale_tensor: *mut C_tensor,
     ) -> *mut c_char;
 }
 
@@ -94,14 +95,18 @@ impl Groups {
         Ok([back(p), back(m), back(v)])
     }
 
-    /// One `_fused_adamw_` call per group: parameters and moments updated in place.
-    pub(crate) fn step(self, s: &AdamWGroupStep) -> Result<(), String> {
+    /// One `_fused_adamw_` call per group: parameters and moments updated in
+    /// place, the gradients scaled by `s.grad_scale` and by `clip` (on the device) first.
+    pub(crate) fn step(self, s: &AdamWGroupStep, clip: Option<&tch::Tensor>) -> Result<(), String> {
+        let mut clip = clip.map(tch::Tensor::shallow_clone);
+        let clip_ptr = clip.as_mut().map_or(std::ptr::null_mut(), |t| t.as_mut_ptr());
         for (lr, weight_decay, mut group) in self.groups.into_values() {
             let n = group.params.len();
             let (params, grads) = (pointers(&mut group.params), pointers(&mut group.grads));
             let (exp_avgs, exp_avg_sqs) = (pointers(&mut group.exp_avgs), pointers(&mut group.exp_avg_sqs));
             // SAFETY: four arrays of n live tensor handles, kept alive by `group`
-            // until the call returns; the shim copies the handles into lists.
+            // until the call returns (and `clip`, null or alive in `clip`); the
+            // shim copies the handles into lists.
             checked(unsafe {
                 bertfit_fused_adamw(
                     params.as_ptr(),
@@ -116,6 +121,7 @@ impl Groups {
                     s.eps,
                     s.step as f64,
                     s.grad_scale,
+                    clip_ptr,
                 )
             })?;
         }
@@ -134,16 +140,16 @@ impl Norms {
         constant(grad).map(|g| self.handles.push(g)).is_some()
     }
 
-    pub(crate) fn norm(mut self) -> Result<f64, String> {
+    pub(crate) fn norm(mut self) -> Result<tch::Tensor, String> {
         if self.handles.is_empty() {
-            return Ok(0.0);
+            return Ok(tch::Tensor::from(0f32));
         }
         let grads = pointers(&mut self.handles);
         let mut out: *mut C_tensor = std::ptr::null_mut();
         // SAFETY: n live handles; on success the shim writes a new tensor to
         // `out`, which `from_ptr` takes ownership of.
         checked(unsafe { bertfit_foreach_norm(grads.as_ptr(), grads.len() as i64, &mut out) })?;
-        Ok(unsafe { tch::Tensor::from_ptr(out) }.double_value(&[]))
+        Ok(unsafe { tch::Tensor::from_ptr(out) })
     }
 }
 

@@ -25,6 +25,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod dropout_mask;
+pub mod libtorch_version;
 
 #[cfg(feature = "libtorch")]
 mod adamw;
@@ -193,15 +194,45 @@ impl FusedAdamW {
         return Err([param.param, param.grad, param.m, param.v]);
     }
 
-    /// Updates every parameter pushed, and its moments, in place.
-    pub fn step(self, step: &AdamWGroupStep) -> Result<(), String> {
+    /// Updates every parameter pushed, and its moments, in place; the
+    /// gradients first multiplied by `step.grad_scale` and by `clip` (a
+    /// clipping coefficient left on the device, so the step never waits for it).
+    pub fn step(self, step: &AdamWGroupStep, clip: Option<&DeviceScalar>) -> Result<(), String> {
         #[cfg(feature = "libtorch")]
-        return self.groups.step(step);
+        return self.groups.step(step, clip.map(|c| &c.tensor));
         #[cfg(not(feature = "libtorch"))]
         return {
-            let _ = step;
+            let _ = (step, clip);
             Ok(())
         };
+    }
+}
+
+/// A scalar computed on a LibTorch device and read back only when asked
+/// (reading it waits for the device to finish what it was given).
+pub struct DeviceScalar {
+    #[cfg(feature = "libtorch")]
+    tensor: tch::Tensor,
+    #[cfg(not(feature = "libtorch"))]
+    value: f64,
+}
+
+impl DeviceScalar {
+    /// The value, read back to the host.
+    pub fn value(&self) -> f64 {
+        #[cfg(feature = "libtorch")]
+        return self.tensor.double_value(&[]);
+        #[cfg(not(feature = "libtorch"))]
+        return self.value;
+    }
+
+    /// `clip_grad_norm_`'s coefficient of this norm, min(max_norm / (norm + 1e-6), 1),
+    /// computed on the device as torch computes it.
+    pub fn clip_coefficient(&self, max_norm: f64) -> DeviceScalar {
+        #[cfg(feature = "libtorch")]
+        return DeviceScalar { tensor: tch::no_grad(|| (self.tensor.g_add_scalar(1e-6).reciprocal() * max_norm).clamp_max(1.0)) };
+        #[cfg(not(feature = "libtorch"))]
+        return DeviceScalar { value: (max_norm / (self.value + 1e-6)).min(1.0) };
     }
 }
 
@@ -225,12 +256,12 @@ impl ForeachNorm {
         };
     }
 
-    /// The L2 norm of all the gradients pushed together.
-    pub fn norm(self) -> Result<f64, String> {
+    /// The L2 norm of all the gradients pushed together, left on their device.
+    pub fn norm(self) -> Result<DeviceScalar, String> {
         #[cfg(feature = "libtorch")]
-        return self.norms.norm();
+        return self.norms.norm().map(|tensor| DeviceScalar { tensor });
         #[cfg(not(feature = "libtorch"))]
-        return Ok(0.0);
+        return Ok(DeviceScalar { value: 0.0 });
     }
 }
 

@@ -27,7 +27,7 @@ pub use finetune::{
 };
 pub use layerwise::LayerwiseDecay;
 pub use loss::cross_entropy;
-pub use optimizer::{AdamW, OptimizerConfig, OptimizerKind, OptimizerState};
+pub use optimizer::{AdamW, GradNorm, OptimizerConfig, OptimizerKind, OptimizerState};
 pub use plan::TaskSampling;
 pub use pretrain::{MlmData, PretrainConfig, PretrainOutcome, PretrainRecord, PretrainResult, pretrain};
 pub use schedule::{LrSchedule, Schedule, ScheduleConfig, ScheduleKind, Warmup};

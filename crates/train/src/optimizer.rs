@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 
-use bertfit_tch::{AdamWGroupStep, AdamWStep, FusedAdamW, FusedParam};
+use bertfit_tch::{AdamWGroupStep, AdamWStep, DeviceScalar, FusedAdamW, FusedParam};
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
@@ -100,12 +100,12 @@ pub struct AdamW {
 }
 
 /// Sum of squared gradient entries, over all parameters, on the device.
-struct GradNorm<'a> {
+struct SquaredGradSum<'a> {
     grads: &'a GradientsParams,
     total: Option<Tensor<1>>,
 }
 
-impl ModuleVisitor for GradNorm<'_> {
+impl ModuleVisitor for SquaredGradSum<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         if let Some(grad) = self.grads.get::<D>(param.id) {
             let sq = bertfit_tch::squared_norm(&grad).unwrap_or_else(|| grad.square().sum());
@@ -147,6 +147,44 @@ impl ModuleVisitor for OnCuda<'_> {
     }
 }
 
+/// The global gradient norm of a step, before clipping.
+pub enum GradNorm {
+    /// Read back already (the per-tensor update scales on the host).
+    Known(f64),
+    /// Still on the device (the fused update); reading it waits for the step.
+    OnDevice(DeviceScalar),
+}
+
+impl GradNorm {
+    pub fn value(&self) -> f64 {
+        match self {
+            Self::Known(v) => *v,
+            Self::OnDevice(d) => d.value(),
+        }
+    }
+}
+
+/// AdamW's global-norm clipping of one step.
+enum Clip<'a> {
+    Off,
+    /// The factor min(max / (norm + 1e-6), 1), computed on the host when a
+    /// parameter updated one at a time needs it.
+    Global {
+        norm: &'a GradNorm,
+        max: f64,
+        scale: std::cell::OnceCell<f64>,
+    },
+}
+
+impl Clip<'_> {
+    fn scale(&self) -> f64 {
+        match self {
+            Self::Off => 1.0,
+            Self::Global { norm, max, scale } => *scale.get_or_init(|| (max / (norm.value() + 1e-6)).min(1.0)),
+        }
+    }
+}
+
 struct Update<'a> {
     optim: &'a mut AdamW,
     /// The fused step's groups, when AdamW runs fused: each parameter is
@@ -155,8 +193,8 @@ struct Update<'a> {
     grads: &'a mut GradientsParams,
     lr: f64,
     lr_factor: &'a dyn Fn(&str) -> f64,
-    /// Global clipping factor (AdamW), already computed.
-    clip_scale: f64,
+    /// Global clipping (AdamW).
+    clip: &'a Clip<'a>,
     path: Vec<String>,
 }
 
@@ -191,16 +229,10 @@ impl ModuleMapper for Update<'_> {
             let tensor = Tensor::from_inner(updated.reshape(shape));
             Param::from_mapped_value(id, if require_grad { tensor.require_grad() } else { tensor }, mapper)
         };
-        let step = AdamWStep {
-            lr,
-            beta1: c.beta1,
-            beta2: c.beta2,
-            eps: c.eps,
-            weight_decay: wd,
-            bias_correction1: bc1,
-            bias_correction2: bc2,
-            grad_scale: self.clip_scale,
-        };
+        // The host's clipping factor, read only by the per-tensor update (fused,
+        // the factor is applied on the device after the pass).
+        let clip = self.clip;
+        let grad_scale = || clip.scale();
         // Fused, the parameter joins its group and is updated after the pass.
         let (p, g, state) = match (c.kind, self.fused.as_mut()) {
             (OptimizerKind::Adamw, Some(fused)) => {
@@ -217,6 +249,16 @@ impl ModuleMapper for Update<'_> {
         // On LibTorch the AdamW update is written in place, as torch does (burn's
         // ops would allocate a new buffer at each of its steps); elsewhere, and
         // for BERTAdam, burn's ops compute the same update.
+        let step = AdamWStep {
+            lr,
+            beta1: c.beta1,
+            beta2: c.beta2,
+            eps: c.eps,
+            weight_decay: wd,
+            bias_correction1: bc1,
+            bias_correction2: bc2,
+            grad_scale: grad_scale(),
+        };
         let (p, g, state) = match c.kind {
             OptimizerKind::Adamw => match bertfit_tch::adamw_in_place(p, g, state.m, state.v, &step) {
                 Ok([p, m, v]) => {
@@ -377,7 +419,7 @@ impl AdamW {
 
     /// Global L2 norm of the gradients (before clipping).
     pub fn grad_norm<M: Module>(module: &M, grads: &GradientsParams) -> f64 {
-        let mut visitor = GradNorm { grads, total: None };
+        let mut visitor = SquaredGradSum { grads, total: None };
         module.visit(&mut visitor);
         visitor.total.map(|t| t.sqrt().into_scalar::<f32>() as f64).unwrap_or(0.0)
     }
@@ -392,8 +434,9 @@ impl AdamW {
             })
     }
 
-    /// The global L2 norm in one foreach call, `None` unless LibTorch holds every gradient.
-    fn foreach_grad_norm<M: Module>(module: &M, grads: &GradientsParams) -> Option<f64> {
+    /// The global L2 norm in one foreach call, left on the device; `None`
+    /// unless LibTorch holds every gradient.
+    fn foreach_grad_norm<M: Module>(module: &M, grads: &GradientsParams) -> Option<DeviceScalar> {
         let mut visitor = ForeachGradNorm { grads, norm: Default::default(), all: true };
         module.visit(&mut visitor);
         visitor.all.then(|| visitor.norm.norm().unwrap_or_else(|e| panic!("LibTorch's foreach gradient norm failed: {e}")))
@@ -401,22 +444,30 @@ impl AdamW {
 
     /// One optimizer step at learning rate `lr`, scaled per parameter by
     /// `lr_factor(path)` (layer-wise decreasing lr). Returns the updated module
-    /// and the gradient norm before clipping.
-    pub fn step<M: Module>(&mut self, module: M, mut grads: GradientsParams, lr: f64, lr_factor: &dyn Fn(&str) -> f64) -> (M, f64) {
+    /// and the gradient norm before clipping. Fused, the norm and the clipping
+    /// coefficient stay on the device: the step never waits for them.
+    pub fn step<M: Module>(&mut self, module: M, mut grads: GradientsParams, lr: f64, lr_factor: &dyn Fn(&str) -> f64) -> (M, GradNorm) {
         let fused = self.runs_fused(&module, &grads);
-        let norm = fused.then(|| Self::foreach_grad_norm(&module, &grads)).flatten().unwrap_or_else(|| Self::grad_norm(&module, &grads));
-        let clip_scale = match (self.config.kind, self.config.max_grad_norm) {
-            (OptimizerKind::Adamw, Some(max)) => (max / (norm + 1e-6)).min(1.0),
-            _ => 1.0,
+        let norm = match fused.then(|| Self::foreach_grad_norm(&module, &grads)).flatten() {
+            Some(on_device) => GradNorm::OnDevice(on_device),
+            None => GradNorm::Known(Self::grad_norm(&module, &grads)),
+        };
+        let clip = match (self.config.kind, self.config.max_grad_norm) {
+            (OptimizerKind::Adamw, Some(max)) => Clip::Global { norm: &norm, max, scale: std::cell::OnceCell::new() },
+            _ => Clip::Off,
         };
         let fused = fused.then(FusedAdamW::default);
-        let mut update = Update { optim: self, fused, grads: &mut grads, lr, lr_factor, clip_scale, path: Vec::new() };
+        let mut update = Update { optim: self, fused, grads: &mut grads, lr, lr_factor, clip: &clip, path: Vec::new() };
         let module = module.map(&mut update);
         let pending = update.fused.take();
         if let Some(fused) = pending {
             let c = &self.config;
-            let step = AdamWGroupStep { beta1: c.beta1, beta2: c.beta2, eps: c.eps, step: self.step + 1, grad_scale: clip_scale };
-            fused.step(&step).unwrap_or_else(|e| panic!("LibTorch's fused AdamW step failed: {e}"));
+            let (grad_scale, on_device) = match &clip {
+                Clip::Global { norm: GradNorm::OnDevice(norm), max, .. } => (1.0, Some(norm.clip_coefficient(*max))),
+                other => (other.scale(), None),
+            };
+            let step = AdamWGroupStep { beta1: c.beta1, beta2: c.beta2, eps: c.eps, step: self.step + 1, grad_scale };
+            fused.step(&step, on_device.as_ref()).unwrap_or_else(|e| panic!("LibTorch's fused AdamW step failed: {e}"));
         }
         self.step += 1;
         (module, norm)

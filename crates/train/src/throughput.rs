@@ -111,3 +111,87 @@ pub fn probe_classifier(shape: &BertConfig, seq_len: usize, batch: usize, backen
     );
     Ok(timing.tokens_per_s(batch * seq_len))
 }
+
+/// Token ids `[CLS] w ... w [SEP]` of `len` tokens, words drawn from
+/// `[low, vocab)` by a fixed sequence (no special tokens inside).
+fn synthetic_sequence(index: usize, len: usize, vocab: usize) -> Vec<u32> {
+    let low = (vocab / 30).min(1000);
+    let mut ids: Vec<u32> = (0..len).map(|i| (low + (index * 7919 + i * 104_729) % (vocab - low)) as u32).collect();
+    ids[0] = 101.min(vocab as u32 - 1);
+    ids[len - 1] = 102.min(vocab as u32 - 1);
+    ids
+}
+
+/// Milliseconds per optimizer step of the real fine-tuning loop
+/// ([`crate::finetune`]: batching, the schedule, AdamW with clipping, the loss
+/// read back for divergence, logging and progress to `progress`) on `batch`
+/// synthetic documents of `seq_len` tokens a step, `steps` steps an epoch:
+/// the second epoch's training time over its steps (the first warms up;
+/// evaluation, a single example, is timed apart by the loop).
+pub fn time_finetune_loop(
+    model: BertForSequenceClassification,
+    vocab: usize,
+    batch: usize,
+    seq_len: usize,
+    steps: usize,
+    device: &Device,
+    progress: crate::progress::ProgressTarget,
+) -> Result<f64> {
+    let split = |n: usize| crate::EncodedSplit {
+        docs: (0..n).map(|i| vec![synthetic_sequence(i, seq_len, vocab)]).collect(),
+        labels: (0..n).map(|i| i % 2).collect(),
+        pad: 0,
+        pad_to: None,
+    };
+    let (train, dev, test) = (split(batch * steps), split(1), split(1));
+    let config = crate::FinetuneConfig { epochs: 2, batch_size: batch, eval_batch_size: 1, ..Default::default() };
+    let control = crate::RunControl { progress, ..Default::default() };
+    let outcome = crate::finetune(model, &train, &dev, &test, &config, &device.clone().autodiff(), &control)?;
+    let crate::Outcome::Finished(done) = outcome else { anyhow::bail!("the timed loop stopped early") };
+    let second = done.result.curve.get(1).ok_or_else(|| anyhow::anyhow!("the timed loop did not finish two epochs"))?;
+    Ok(1000.0 * second.train_seconds / steps as f64)
+}
+
+/// Milliseconds per optimizer step of the real pre-training loop
+/// ([`crate::pretrain`]: batches masked afresh each step, the schedule, AdamW
+/// with clipping, the loss read back, logging and progress) on `batch`
+/// synthetic sequences of `seq_len` tokens a step: the time of steps
+/// `steps + 1..=2 * steps` (the first `steps` warm up; the held-out
+/// evaluations between them are timed apart by the loop).
+pub fn time_pretrain_loop(
+    model: bertfit_model::BertForMaskedLM,
+    vocab: usize,
+    batch: usize,
+    seq_len: usize,
+    steps: usize,
+    device: &Device,
+    progress: crate::progress::ProgressTarget,
+) -> Result<f64> {
+    use bertfit_data::mlm::Instance;
+    let instances = |n: usize, from: usize| -> Vec<Instance> {
+        (from..from + n)
+            .map(|i| Instance { ids: synthetic_sequence(i, seq_len, vocab), token_types: vec![0; seq_len], is_next: None })
+            .collect()
+    };
+    let (train, heldout) = (instances(batch * steps, 0), instances(batch, batch * steps));
+    let special = bertfit_data::tokenize::SpecialTokens { cls: 101, sep: 102, pad: 0, mask: 103.min(vocab as u32 - 1), unk: 100 };
+    let data = crate::MlmData { train: &train, heldout: &heldout, special, vocab_size: vocab };
+    let config = crate::PretrainConfig {
+        steps: 2 * steps as u64,
+        warmup_steps: 1,
+        batch_size: batch,
+        max_len: seq_len,
+        checkpoint_every: steps as u64,
+        heldout_sequences: batch,
+        eval_batch_size: batch,
+        ..Default::default()
+    };
+    let control = crate::RunControl { progress, ..Default::default() };
+    let outcome = crate::pretrain(model, &data, &config, &device.clone().autodiff(), &control, &|_, _| Ok(()))?;
+    let crate::PretrainOutcome::Finished { result, .. } = outcome else { anyhow::bail!("the timed loop stopped early") };
+    let at = |step: u64| result.curve.iter().find(|r| r.step == step).map(|r| r.train_seconds);
+    let (Some(warm), Some(end)) = (at(steps as u64), at(2 * steps as u64)) else {
+        anyhow::bail!("the timed loop kept no record of its steps")
+    };
+    Ok(1000.0 * (end - warm) / steps as f64)
+}

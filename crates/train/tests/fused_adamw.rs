@@ -69,7 +69,7 @@ fn train(model: &BertForSequenceClassification, fused: bool) -> (Values, Optimiz
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         let (updated, norm) = optim.step(model, grads, 1e-3, &lr_factor);
         model = updated;
-        norms.push(norm);
+        norms.push(norm.value());
     }
     let params = param_values(&model);
     (params, optim.state(&model), norms)

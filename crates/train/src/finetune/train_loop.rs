@@ -216,6 +216,54 @@ enum EpochEnd {
     Stopped,
 }
 
+/// On a GPU, the training losses are read back every this many batches.
+const READBACK_ON_GPU: usize = 16;
+
+/// Training losses not read back yet, each with where it was computed.
+#[derive(Default)]
+struct Losses {
+    unread: Vec<(Tensor<1>, String)>,
+    /// Batches between reads: 1 on the CPU, [`READBACK_ON_GPU`] on a GPU
+    /// (decided at the first loss).
+    every: Option<usize>,
+    /// The last loss read.
+    last: f64,
+}
+
+impl Losses {
+    fn push(&mut self, loss: &Tensor<1>, at: String) {
+        let every = *self.every.get_or_insert_with(|| if bertfit_tch::is_cuda(loss) { READBACK_ON_GPU } else { 1 });
+        debug_assert!(every > 0);
+        self.unread.push((loss.clone().detach(), at));
+    }
+
+    fn due(&self) -> bool {
+        self.unread.len() >= self.every.unwrap_or(1)
+    }
+
+    /// Reads every unread loss back (one transfer), adds them to the epoch's
+    /// sum in order, and names the first that is not finite or exceeds `limit`.
+    fn read(&mut self, state: &mut FinetuneState, limit: f64) -> Option<String> {
+        let unread = std::mem::take(&mut self.unread);
+        let values: Vec<f64> = match unread.len() {
+            0 => return None,
+            1 => vec![unread[0].0.clone().into_scalar::<f32>() as f64],
+            _ => {
+                let losses: Vec<Tensor<1>> = unread.iter().map(|(l, _)| l.clone()).collect();
+                Tensor::cat(losses, 0).into_data().convert::<f32>().iter::<f32>().map(f64::from).collect()
+            }
+        };
+        for (value, (_, at)) in values.into_iter().zip(&unread) {
+            if !value.is_finite() || value > limit {
+                return Some(format!("training loss {value} at {at}"));
+            }
+            state.epoch_loss_sum += value;
+            self.last = value;
+        }
+        None
+    }
+}
+
 /// What stays fixed over the run.
 struct Loop<'a, 'd, M: Trainee> {
     tasks: &'a [TaskData<'d, M::Split>],
@@ -268,6 +316,13 @@ impl<'a, 'd, M: Trainee> Loop<'a, 'd, M> {
 
     /// Trains the rest of the current epoch: each batch's loss and gradients,
     /// accumulated over `grad_accum` micro-batches, then an optimizer step.
+    ///
+    /// The losses are read back (for the divergence check, the epoch's mean
+    /// and the progress line) after every batch on the CPU, where a read costs
+    /// nothing; on a GPU every [`READBACK_ON_GPU`] batches and before each
+    /// checkpoint, so that the host queues the next steps while the device
+    /// works instead of waiting for each loss. A divergence is still named at
+    /// its own step; the run then ends a few steps past it.
     fn train_epoch(&self, mut model: M, optim: &mut AdamW, state: &mut FinetuneState) -> Result<(M, EpochEnd)> {
         let config = self.config;
         let epoch = state.epoch;
@@ -275,21 +330,22 @@ impl<'a, 'd, M: Trainee> Loop<'a, 'd, M> {
         let plan = epoch_plan(&self.lengths, &self.batching, epoch);
         let mut accumulator = GradientsAccumulator::new();
         let mut pending = 0;
+        let mut unread = Losses::default();
         let mut timer = Instant::now();
         for (b, (task, idx)) in plan.iter().enumerate().skip(state.batches_done) {
             // Dropout masks depend on the seed and the position in the run only.
             self.device.seed(derive_seed(config.seed, &format!("dropout/{}", state.micro_step)));
             let loss = model.loss(*task, self.tasks[*task].train, idx, self.device);
-            let loss_value = loss.clone().into_scalar::<f32>() as f64;
-            if !loss_value.is_finite() || loss_value > config.divergence_loss {
-                let why = format!("training loss {loss_value} at step {} (epoch {}, batch {})", state.step + 1, epoch + 1, b + 1);
+            unread.push(&loss, format!("step {} (epoch {}, batch {})", state.step + 1, epoch + 1, b + 1));
+            if unread.due()
+                && let Some(why) = unread.read(state, config.divergence_loss)
+            {
                 return Ok((model, EpochEnd::Diverged(why)));
             }
             accumulator.accumulate(&model, GradientsParams::from_grads(self.group_mean(loss, b, plan.len()).backward(), &model));
             pending += 1;
             state.micro_step += 1;
             state.batches_done = b + 1;
-            state.epoch_loss_sum += loss_value;
             state.epoch_batches += 1;
             state.epoch_tokens += idx.iter().map(|&i| self.lengths[*task][i] as u64).sum::<u64>();
             if pending < config.grad_accum && b + 1 < plan.len() {
@@ -302,9 +358,15 @@ impl<'a, 'd, M: Trainee> Loop<'a, 'd, M> {
             state.step += 1;
             state.epoch_seconds += timer.elapsed().as_secs_f64();
             timer = Instant::now();
-            self.report_step(state, loss_value, lr);
             let stop = self.control.stops_at(state.step);
-            if stop || config.checkpoint_every.is_some_and(|n| state.step.is_multiple_of(n)) {
+            let checkpoint = stop || config.checkpoint_every.is_some_and(|n| state.step.is_multiple_of(n));
+            if (checkpoint || b + 1 == plan.len())
+                && let Some(why) = unread.read(state, config.divergence_loss)
+            {
+                return Ok((model, EpochEnd::Diverged(why)));
+            }
+            self.report_step(state, unread.last, lr);
+            if checkpoint {
                 self.checkpoint(state, &model, optim, false)?;
             }
             if stop {

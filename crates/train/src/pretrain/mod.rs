@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 pub use train_loop::pretrain;
 
 use crate::setting::InvalidSetting;
-use crate::{OptimizerConfig, ScheduleConfig, ScheduleKind, Warmup};
+use crate::{OptimizerConfig, Precision, ScheduleConfig, ScheduleKind, Warmup};
 
 /// The settings of a pre-training run. Defaults are the paper's (Section 5.2):
 /// batch 32, sequences of 128, lr 5e-5, 100,000 steps, 10,000 warmup steps.
@@ -43,6 +43,13 @@ pub struct PretrainConfig {
     /// At most this many held-out sequences are evaluated.
     pub heldout_sequences: usize,
     pub eval_batch_size: usize,
+    /// `fp32`; `bf16`: the encoder blocks in bfloat16 mixed precision with f32
+    /// master weights, as fine-tuning's `training.precision` (LibTorch only);
+    /// `auto`: bf16 on LibTorch CUDA, fp32 elsewhere (resolved before the
+    /// stage's identity). Left out of the serialized settings at fp32, so fp32
+    /// stages keep their identities.
+    #[serde(skip_serializing_if = "Precision::is_fp32")]
+    pub precision: Precision,
 }
 
 impl Default for PretrainConfig {
@@ -63,6 +70,7 @@ impl Default for PretrainConfig {
             heldout_share: 0.01,
             heldout_sequences: 512,
             eval_batch_size: 64,
+            precision: Precision::Fp32,
         }
     }
 }

@@ -27,7 +27,7 @@ use super::{MlmData, PretrainConfig, PretrainOutcome, PretrainRecord, PretrainRe
 use crate::control::RunControl;
 use crate::progress::Progress;
 use crate::resume::{LoopState, resume, save};
-use crate::{AdamW, LrSchedule, Schedule};
+use crate::{AdamW, LrSchedule, Precision, Schedule};
 
 /// Trains `model` (on the autodiff `device`) on `data`. With
 /// `control.checkpoints`, resumes from the latest checkpoint there and writes
@@ -50,6 +50,8 @@ pub fn pretrain(
     }
     let mut optim = AdamW::new(config.optimizer.clone());
     let (mut model, saved) = resume::<_, PretrainState>(control, config, model, &mut optim, device)?;
+    // The encoder blocks' arithmetic; f32 master weights, moments and MLM head either way.
+    model.bert.set_bf16(config.precision == Precision::Bf16);
     let mut state = saved.unwrap_or_else(|| PretrainState::new(config, control));
     let mut run = Loop::new(data, config, device, control, &state);
     if state.curve.is_empty() {
