@@ -1,10 +1,11 @@
 //! `bertfit convert`: a HF BERT directory (safetensors or pytorch_model.bin,
 //! any naming we read) written back as HF `model.safetensors` + `config.json`
-//! + tokenizer files.
+//! + tokenizer files, its weights in f32, f16 or bf16.
 
 use std::path::PathBuf;
 
 use anyhow::Result;
+use bertfit_model::WeightsDtype;
 use bertfit_run::export::copy_tokenizer;
 
 use crate::model_args::ModelArgs;
@@ -16,18 +17,23 @@ pub struct Args {
     /// Output directory.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
+    /// The weights' floating-point type in the output: f32, f16 or bf16
+    /// (default: the type the checkpoint was read in).
+    #[arg(long)]
+    dtype: Option<WeightsDtype>,
 }
 
 pub fn run(args: Args) -> Result<()> {
     let dir = args.model.model_dir()?;
     let device = args.model.backend.device()?;
     let (config, model, report) = bertfit_model::load_pretrained(&dir, &device)?;
-    bertfit_model::save_hf_weights(&model, &args.out)?;
+    let dtype = args.dtype.unwrap_or(WeightsDtype::of(report.dtype));
+    bertfit_model::save_hf_weights_as(&model, &args.out, dtype)?;
     config.save(&args.out.join("config.json"), "BertModel")?;
     copy_tokenizer(&dir, &args.out)?;
     if !report.skipped.is_empty() {
         eprintln!("left out (heads this encoder has not): {}", report.skipped.join(", "));
     }
-    eprintln!("wrote {}", args.out.display());
+    eprintln!("wrote {} (weights in {dtype}; read in {})", args.out.display(), WeightsDtype::of(report.dtype));
     Ok(())
 }

@@ -14,7 +14,9 @@ pub mod weights;
 pub use backend::Backend;
 pub use bert::{BertInput, BertModel, EncoderOutput};
 pub use config::BertConfig;
-pub use weights::{EncoderPrefix, LoadReport, load_hf_weights, save_hf_weights, weights_file};
+pub use weights::{
+    EncoderPrefix, LoadReport, WeightsDtype, load_hf_weights, save_hf_weights, save_hf_weights_as, stored_dtype, weights_file,
+};
 
 pub use chunk_pool::{AttentionPool, ChunkPool};
 pub use classifier::{BertForMultiTask, BertForSequenceClassification, HeadConfig};

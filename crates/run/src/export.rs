@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use bertfit_data::{BertTokenizer, Truncation};
-use bertfit_model::{BertConfig, BertForSequenceClassification, HeadConfig, save_hf_weights};
+use bertfit_model::{BertConfig, BertForSequenceClassification, HeadConfig, save_hf_weights_as, stored_dtype};
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
@@ -23,7 +23,9 @@ pub struct ExportedHead {
     pub truncation: Truncation,
 }
 
-/// Writes `model` to `dir` in HF's layout, with the tokenizer files of `source_dir`.
+/// Writes `model` to `dir` in HF's layout, with the tokenizer files of
+/// `source_dir` and its weights' floating-point type (a model fine-tuned from
+/// an fp16 checkpoint is saved in fp16; it trained in f32).
 #[allow(clippy::too_many_arguments)]
 pub fn export(
     model: &BertForSequenceClassification,
@@ -35,7 +37,7 @@ pub fn export(
     max_len: usize,
     truncation: Truncation,
 ) -> Result<()> {
-    save_hf_weights(model, dir)?;
+    save_hf_weights_as(model, dir, stored_dtype(source_dir)?)?;
     let mut config = bert_config.clone();
     config.extra.insert("num_labels".into(), classes.len().into());
     let id2label: serde_json::Map<String, serde_json::Value> =

