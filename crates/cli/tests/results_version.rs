@@ -50,12 +50,13 @@ fn tiny_run(dir: &Path, backend: &str) -> Value {
     let metrics: Value = serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
     assert_eq!(metrics["results_version"], RESULTS_VERSION, "metrics.json records the results version");
     let curve = metrics["result"]["curve"].as_array().unwrap();
-    let predictions = std::fs::read(out.join("predictions/test.csv")).unwrap();
+    // The CSV text (the file is gzipped; the hash pins what it says, not how it is compressed).
+    let predictions = common::gunzip(&std::fs::read(out.join("predictions/test.csv.gz")).unwrap());
     json!({
         "train_loss": curve.iter().map(|e| e["train_loss"].clone()).collect::<Vec<_>>(),
         "dev_error": curve.iter().map(|e| e["dev_error"].clone()).collect::<Vec<_>>(),
         "test_error": metrics["result"]["test_error"],
-        "test_predictions_sha256": bertfit_data::hash_bytes(&predictions),
+        "test_predictions_sha256": bertfit_data::hash_bytes(predictions.as_bytes()),
     })
 }
 

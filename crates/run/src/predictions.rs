@@ -1,5 +1,7 @@
-//! A run's per-example predictions, `predictions/dev.csv` and
-//! `predictions/test.csv` beside `metrics.json`: for each example of the split
+//! A run's per-example predictions, `predictions/dev.csv.gz` and
+//! `predictions/test.csv.gz` beside `metrics.json` (gzip-compressed CSV, a
+//! quarter of the plain text, read with `zcat`; runs written before kept
+//! plain `.csv`, which are read as well): for each example of the split
 //! its stable id (`DATASET/train|test/RECORD`, see `bertfit_data::Origin`),
 //! the gold and predicted class, and the predicted probability of every
 //! class, from the model of the epoch dev selected. Paired comparisons of two
@@ -12,9 +14,24 @@ use bertfit_data::Example;
 use bertfit_train::argmax;
 use polars::prelude::{Column, CsvReadOptions, CsvWriter, DataFrame, DataType, NamedFrom, SerReader, SerWriter, Series};
 
-/// The predictions file of `split` (`dev`, `test`) in a run folder.
+/// The predictions file of `split` (`dev`, `test`) in a run folder:
+/// `SPLIT.csv.gz`, or the plain `SPLIT.csv` an older run wrote.
 pub fn predictions_path(run_dir: &Path, split: &str) -> PathBuf {
-    run_dir.join("predictions").join(format!("{split}.csv"))
+    let dir = run_dir.join("predictions");
+    let plain = dir.join(format!("{split}.csv"));
+    if plain.is_file() && !dir.join(format!("{split}.csv.gz")).is_file() { plain } else { dir.join(format!("{split}.csv.gz")) }
+}
+
+/// A predictions table as CSV text, decompressed when its file is gzipped.
+fn read_text(path: &Path) -> Result<Vec<u8>> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if path.extension().is_none_or(|e| e != "gz") {
+        return Ok(bytes);
+    }
+    let mut text = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut text)
+        .with_context(|| format!("{}: not a gzip file", path.display()))?;
+    Ok(text)
 }
 
 /// One split's predictions, as a comparison reads them.
@@ -66,13 +83,12 @@ pub fn write_predictions(
         columns.push(Series::new(format!("p_{class}").into(), probabilities.iter().map(|p| p[c]).collect::<Vec<f32>>()).into());
     }
     let mut frame = DataFrame::new(examples.len(), columns).context("predictions table")?;
-    let path = predictions_path(run_dir, split);
-    let dir = path.parent().expect("a parent");
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let tmp = path.with_extension(format!("partial-{}", std::process::id()));
-    let file = std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-    CsvWriter::new(file).finish(&mut frame).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))
+    let path = run_dir.join("predictions").join(format!("{split}.csv.gz"));
+    let mut text = Vec::new();
+    CsvWriter::new(&mut text).finish(&mut frame).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut gz, &text)?;
+    crate::results::write_atomic(&path, gz.finish()?)
 }
 
 /// Reads a predictions file; `expected` examples when the run says how many.
@@ -82,11 +98,12 @@ pub fn read_predictions(path: &Path, expected: Option<usize>) -> Result<Predicti
     if !path.is_file() {
         bail!("{} does not exist: the run kept no predictions (it was written by an older bertfit)", path.display());
     }
+    let text = read_text(path)?;
     let frame = CsvReadOptions::default()
         .with_has_header(true)
         .with_infer_schema_length(Some(0))
-        .try_into_reader_with_file_path(Some(path.to_path_buf()))
-        .and_then(|r| r.finish())
+        .into_reader_with_file_handle(std::io::Cursor::new(text))
+        .finish()
         .map_err(|e| anyhow::anyhow!("{}: malformed CSV: {e}", path.display()))?;
     let column = |name: &str| -> Result<Vec<String>> {
         let c = frame.column(name).map_err(|_| anyhow::anyhow!("{}: no column {name:?}", path.display()))?;
@@ -132,16 +149,31 @@ mod tests {
         assert_eq!(read.predicted, ["neg", "neg", "pos, really"]);
         assert_eq!(read.correct(), [true, false, false]);
         assert!((read.error() - 2.0 / 3.0).abs() < 1e-12);
-        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(path.ends_with("predictions/test.csv.gz"));
+        let text = String::from_utf8(read_text(&path).unwrap()).unwrap();
         assert!(text.starts_with("id,gold,predicted,p_neg,\"p_pos, really\"\n"), "{text}");
+        // Written the same way twice, the same bytes (no time in the gzip header).
+        let bytes = std::fs::read(&path).unwrap();
+        write_predictions(dir.path(), "test", "toy", &classes, &examples, &probabilities).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
 
         let err = format!("{:#}", read_predictions(&path, Some(4)).unwrap_err());
-        assert!(err.contains("test.csv: 3 predictions, but its run's split has 4 examples"), "{err}");
-        std::fs::write(&path, "id,gold,predicted\na,x,x\na,x,y\n").unwrap();
-        let err = format!("{:#}", read_predictions(&path, None).unwrap_err());
+        assert!(err.contains("test.csv.gz: 3 predictions, but its run's split has 4 examples"), "{err}");
+        // A run written before predictions were compressed: plain CSV, read as well.
+        let old = tempfile::tempdir().unwrap();
+        let plain = old.path().join("predictions/test.csv");
+        std::fs::create_dir_all(plain.parent().unwrap()).unwrap();
+        std::fs::write(&plain, text).unwrap();
+        assert_eq!(predictions_path(old.path(), "test"), plain);
+        assert_eq!(read_predictions(&plain, Some(3)).unwrap(), read);
+        std::fs::write(&plain, "id,gold,predicted\na,x,x\na,x,y\n").unwrap();
+        let err = format!("{:#}", read_predictions(&plain, None).unwrap_err());
         assert!(err.contains("the id a appears twice"), "{err}");
-        std::fs::write(&path, "id,gold\na,x\n").unwrap();
-        let err = format!("{:#}", read_predictions(&path, None).unwrap_err());
+        std::fs::write(&plain, "id,gold\na,x\n").unwrap();
+        let err = format!("{:#}", read_predictions(&plain, None).unwrap_err());
         assert!(err.contains("no column \"predicted\""), "{err}");
+        std::fs::write(&path, "not gzip").unwrap();
+        let err = format!("{:#}", read_predictions(&path, None).unwrap_err());
+        assert!(err.contains("test.csv.gz: not a gzip file"), "{err}");
     }
 }

@@ -75,3 +75,10 @@ pub fn toy_dataset(dir: &Path) -> std::path::PathBuf {
     std::fs::write(&path, toml).unwrap();
     path
 }
+
+/// The text of a gzipped file's bytes (a run's `predictions/*.csv.gz`).
+pub fn gunzip(bytes: &[u8]) -> String {
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(bytes), &mut text).unwrap();
+    text
+}
