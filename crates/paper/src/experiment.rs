@@ -93,15 +93,21 @@ impl AxisValue {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Profile {
+    /// Another profile this one starts from: its `set`, `rows`, `columns` and
+    /// seeds, then this profile's own on top (its own `set` keys replacing the
+    /// other's). Row and column `profile_set`s stay with the profile they name.
+    #[serde(default)]
+    pub extends: Option<String>,
     pub description: String,
     /// Wall time of `just reproduce NAME` with this profile when it was last
     /// sized, and where: documentation for the reader of the file (a table
     /// states the wall time measured by the command that wrote it).
     #[serde(default)]
     pub wall_time: Option<String>,
-    /// Training seeds per cell (0, 1, ...; `--seeds` overrides).
-    #[serde(default = "one")]
-    pub seeds: usize,
+    /// Training seeds per cell (0, 1, ...; `--seeds` overrides); one, or the
+    /// profile it extends's, when left out.
+    #[serde(default)]
+    pub seeds: Option<usize>,
     #[serde(default)]
     pub set: Sets,
     /// Replacements for the experiment's axes under this profile.
@@ -109,10 +115,6 @@ pub struct Profile {
     pub rows: Option<Axis>,
     #[serde(default)]
     pub columns: Option<Axis>,
-}
-
-fn one() -> usize {
-    1
 }
 
 /// A qualitative claim of the paper, and how our cells test it. Cells are
@@ -197,6 +199,37 @@ pub enum Figure {
 
 impl Experiment {
     /// The axes under `profile`: its replacements, else the experiment's.
+    /// Profile `name` with the one it extends folded in; an error naming the
+    /// file's key for an unknown profile or a cycle.
+    pub fn profile(&self, name: &str) -> Result<Profile> {
+        let Some(own) = self.profiles.get(name) else {
+            bail!("no profile {name:?} (it has {})", self.profiles.keys().cloned().collect::<Vec<_>>().join(", "));
+        };
+        let mut chain = vec![name.to_string()];
+        let mut profile = own.clone();
+        while let Some(base_name) = profile.extends.take() {
+            if chain.contains(&base_name) {
+                bail!("profiles.{name}.extends: the profiles extend each other in a circle ({} -> {base_name})", chain.join(" -> "));
+            }
+            let Some(base) = self.profiles.get(&base_name) else {
+                bail!("profiles.{}.extends: no profile {base_name:?}", chain.last().expect("one at least"));
+            };
+            chain.push(base_name);
+            let mut set = base.set.clone();
+            set.extend(std::mem::take(&mut profile.set));
+            profile = Profile {
+                extends: base.extends.clone(),
+                description: profile.description,
+                wall_time: profile.wall_time,
+                seeds: profile.seeds.or(base.seeds),
+                set,
+                rows: profile.rows.or_else(|| base.rows.clone()),
+                columns: profile.columns.or_else(|| base.columns.clone()),
+            };
+        }
+        Ok(profile)
+    }
+
     pub fn axes<'a>(&'a self, profile: &'a Profile) -> (&'a Axis, &'a Axis) {
         (profile.rows.as_ref().unwrap_or(&self.rows), profile.columns.as_ref().unwrap_or(&self.columns))
     }
@@ -251,8 +284,9 @@ impl Experiment {
                 bail!("claims[{i}].only: {only:?} is not a label of the other axis");
             }
         }
-        for (name, profile) in &self.profiles {
-            if profile.seeds == 0 {
+        for name in self.profiles.keys() {
+            let profile = &self.profile(name)?;
+            if profile.seeds == Some(0) {
                 bail!("profiles.{name}.seeds: must be at least 1");
             }
             let (rows, columns) = self.axes(profile);

@@ -116,13 +116,7 @@ impl Grid {
         cli_sets: &[String],
         seeds: Option<usize>,
     ) -> Result<Self> {
-        let Some(profile) = experiment.profiles.get(profile_name).cloned() else {
-            bail!(
-                "{}: no profile {profile_name:?} (it has {})",
-                file.label,
-                experiment.profiles.keys().cloned().collect::<Vec<_>>().join(", ")
-            );
-        };
+        let profile = experiment.profile(profile_name).map_err(|e| anyhow::anyhow!("{}: {e:#}", file.label))?;
         let (rows, columns) = experiment.axes(&profile);
         let (rows, columns) = (rows.values.clone(), columns.values.clone());
         let cli: Vec<(String, toml::Value)> = cli_sets.iter().map(|s| parse_cli_set(s)).collect::<Result<_>>()?;
@@ -154,7 +148,7 @@ impl Grid {
                 cells.push(cell);
             }
         }
-        let seeds = (0..seeds.unwrap_or(profile.seeds).max(1) as u64).collect();
+        let seeds = (0..seeds.or(profile.seeds).unwrap_or(1).max(1) as u64).collect();
         Ok(Self {
             name: name.to_string(),
             experiment,
