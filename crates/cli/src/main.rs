@@ -3,6 +3,7 @@
 //! One module per command, each with its own arguments.
 
 mod bench;
+mod bundle;
 mod compare;
 mod convert;
 mod encode;
@@ -70,6 +71,10 @@ enum Command {
     /// Load a HF BERT directory (safetensors or pytorch_model.bin, any naming we
     /// read) and write it back as HF `model.safetensors` + `config.json` + tokenizer files.
     Convert(convert::Args),
+    /// Pack an experiment's profile (`gpu` by default) into one folder that runs
+    /// it on a machine with PyTorch but no Rust and no internet: the binary,
+    /// the models and data its grid reads, and run.sh.
+    Bundle(bundle::Args),
     /// Print the model directory in use (fetching the embedded default if needed).
     ModelDir(model_dir::Args),
     /// Fetch catalogued datasets into the cache now (pinned downloads, checked
@@ -90,6 +95,7 @@ fn main() -> ExitCode {
         Command::Schedule(args) => schedule::run(args),
         Command::Convert(args) => convert::run(args),
         Command::ModelDir(args) => model_dir::run(args),
+        Command::Bundle(args) => bundle::run(args),
         Command::Fetch(args) => fetch::run(args),
     };
     match result {

@@ -426,19 +426,219 @@ fn reproduce_writes_the_table_and_a_killed_grid_loses_no_finished_run() {
     assert_clean_error(&bertfit(&["compare", whole_toy.to_str().unwrap(), other.to_str().unwrap()], b""), "holds experiment toy but");
     // A predictions file that does not match its run's test set is refused, naming it.
     let run = run_dirs(&killed).into_iter().next().unwrap();
-    let predictions = run.join("predictions/test.csv");
-    let text = std::fs::read_to_string(&predictions).unwrap();
-    std::fs::write(&predictions, text.lines().take(3).collect::<Vec<_>>().join("\n") + "\n").unwrap();
+    // (A plain CSV, as runs kept before predictions were compressed, is read as well.)
+    let (compressed, plain) = (run.join("predictions/test.csv.gz"), run.join("predictions/test.csv"));
+    let bytes = std::fs::read(&compressed).unwrap();
+    let text = common::gunzip(&bytes);
+    std::fs::remove_file(&compressed).unwrap();
+    std::fs::write(&plain, text.lines().take(3).collect::<Vec<_>>().join("\n") + "\n").unwrap();
     assert_clean_error(
         &bertfit(&["compare", whole_toy.to_str().unwrap(), killed_toy.to_str().unwrap()], b""),
         "predictions/test.csv: 2 predictions, but its run's split has 20 examples",
     );
-    std::fs::write(&predictions, text).unwrap();
+    std::fs::remove_file(&plain).unwrap();
+    std::fs::write(&compressed, bytes).unwrap();
 
     // A changed setting is another run; the old ones stay.
     let out = reproduce(&experiments, &killed, &["--set", "training.lr=2e-3"], Some("1"));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(run_dirs(&killed).len(), 3);
+}
+
+/// A run folder's results that decide its numbers: the curve without timings
+/// and the test predictions.
+fn run_results(run: &Path) -> (serde_json::Value, String) {
+    (untimed_curve(run), common::gunzip(&std::fs::read(run.join("predictions/test.csv.gz")).unwrap()))
+}
+
+/// Each finished run's `metrics.json` and its modification time.
+fn finished_runs(results: &Path) -> Vec<(std::path::PathBuf, std::time::SystemTime)> {
+    run_dirs(results)
+        .into_iter()
+        .filter(|r| r.join("metrics.json").is_file())
+        .map(|r| {
+            let modified = std::fs::metadata(r.join("metrics.json")).unwrap().modified().unwrap();
+            (r, modified)
+        })
+        .collect()
+}
+
+/// `--jobs 2` (two worker processes) gives what one run at a time gives, bit
+/// for bit; killed with -9 mid-grid (its workers stop with it) and run again,
+/// it keeps every finished run and trains only the rest.
+#[test]
+fn jobs_give_the_same_table_and_a_killed_grid_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_model(dir.path());
+    let experiments = toy_experiment(dir.path(), dir.path(), &toy_dataset(dir.path()));
+    let longer = ["--seeds", "2", "--set", "training.epochs=6"];
+    let one = dir.path().join("one");
+    let out = reproduce(&experiments, &one, &longer, None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let two = dir.path().join("two");
+    let out = reproduce(&experiments, &two, &[&longer[..], &["--jobs", "2"]].concat(), None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read_to_string(one.join("toy/table.csv")).unwrap(), std::fs::read_to_string(two.join("toy/table.csv")).unwrap());
+    assert_eq!(run_dirs(&one).len(), 4);
+    for (a, b) in run_dirs(&one).iter().zip(run_dirs(&two)) {
+        assert_eq!(a.file_name(), b.file_name());
+        assert_eq!(run_results(a), run_results(&b), "{}", b.display());
+        let log = std::fs::read_to_string(b.join("worker.log")).unwrap();
+        assert!(log.contains("test error"), "a worker logs its run into the run's folder:\n{log}");
+        assert!(!b.join(".lock").exists(), "a finished worker releases its lock");
+    }
+
+    // Killed with -9 once the first run is finished: the workers stop with it.
+    let killed = dir.path().join("killed");
+    let mut grid = Command::new(env!("CARGO_BIN_EXE_bertfit"))
+        .args(["reproduce", "toy", "--experiments", experiments.to_str().unwrap(), "--results", killed.to_str().unwrap(), "--quiet"])
+        .args(longer)
+        .args(["--jobs", "2"])
+        .spawn()
+        .unwrap();
+    let runs = killed.join("toy/runs");
+    let start = std::time::Instant::now();
+    while !runs.is_dir() || finished_runs(&killed).is_empty() {
+        assert!(start.elapsed().as_secs() < 300, "no run finished");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    grid.kill().unwrap();
+    grid.wait().unwrap();
+    // Its workers notice within a second and stop, leaving their locks to be taken over.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let before = finished_runs(&killed);
+    assert!(before.len() < 4, "the kill came after the grid finished: the test proves nothing");
+    let out = reproduce(&experiments, &killed, &longer, None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for (run, modified) in &before {
+        let now = std::fs::metadata(run.join("metrics.json")).unwrap().modified().unwrap();
+        assert_eq!(now, *modified, "{} was trained again", run.display());
+    }
+    assert_eq!(std::fs::read_to_string(one.join("toy/table.csv")).unwrap(), std::fs::read_to_string(killed.join("toy/table.csv")).unwrap());
+    for (a, b) in run_dirs(&one).iter().zip(run_dirs(&killed)) {
+        assert_eq!(run_results(a), run_results(&b), "{}", b.display());
+    }
+}
+
+/// Two `reproduce` started at once on one results folder: each run is trained
+/// by exactly one of them, and the table is whole.
+#[test]
+fn two_invocations_on_one_folder_train_each_run_once() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_model(dir.path());
+    let experiments = toy_experiment(dir.path(), dir.path(), &toy_dataset(dir.path()));
+    let results = dir.path().join("shared");
+    let start = || {
+        Command::new(env!("CARGO_BIN_EXE_bertfit"))
+            .args(["reproduce", "toy", "--experiments", experiments.to_str().unwrap(), "--results", results.to_str().unwrap()])
+            .args(["--seeds", "3", "--set", "training.epochs=4"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (start(), start());
+    let trained: usize = [a, b]
+        .into_iter()
+        .map(|child| {
+            let out = child.wait_with_output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+            assert!(out.status.success(), "{stderr}");
+            let line = stderr.lines().find(|l| l.contains("runs to do trained here")).unwrap_or_else(|| panic!("{stderr}"));
+            eprintln!("{line}");
+            line.split_whitespace().nth(1).unwrap().parse::<usize>().unwrap()
+        })
+        .sum();
+    assert_eq!(trained, 6, "six runs, each trained once");
+    let again = reproduce(&experiments, &results, &["--seeds", "3", "--set", "training.epochs=4"], None);
+    assert!(again.status.success());
+    let csv = std::fs::read_to_string(results.join("toy/table.csv")).unwrap();
+    assert_eq!(csv.lines().filter(|l| l.contains(",done,")).count(), 2, "{csv}");
+}
+
+/// A bundle of a toy grid, unpacked and run elsewhere (another cache, data
+/// root and catalogue, nothing of this machine's), gives the table the grid
+/// gives here, bit for bit, and carries only what the grid reads.
+#[test]
+fn a_bundle_runs_the_grid_elsewhere_to_the_same_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cache, data, catalogue) = (dir.path().join("cache"), dir.path().join("data"), dir.path().join("catalogue"));
+    // Here: the tiny model as a hub model in the cache, the toy dataset in a
+    // catalogue folder with its files under the data root.
+    let model = cache.join("hub/tiny--bert");
+    std::fs::create_dir_all(&model).unwrap();
+    tiny_model(&model);
+    std::fs::write(model.join(".complete"), "tiny/bert").unwrap();
+    let toy = toy_dataset(dir.path());
+    std::fs::create_dir_all(data.join("toy")).unwrap();
+    for file in ["train.label", "test.label"] {
+        std::fs::copy(dir.path().join(file), data.join("toy").join(file)).unwrap();
+    }
+    std::fs::create_dir_all(&catalogue).unwrap();
+    let entry = std::fs::read_to_string(&toy).unwrap().replace(&format!("{}/", dir.path().display()), "toy/");
+    std::fs::write(catalogue.join("toy.toml"), entry).unwrap();
+    let experiments = dir.path().join("experiments");
+    std::fs::create_dir_all(&experiments).unwrap();
+    let text = std::fs::read_to_string(toy_experiment(dir.path(), dir.path(), &toy).join("toy.toml")).unwrap();
+    let text = text
+        .replace(&format!("model = \"{}\"", dir.path().display()), "model = \"hf:tiny/bert\"")
+        .replace(&format!("dataset = \"{}\"", toy.display()), "dataset = \"toy\"");
+    std::fs::write(experiments.join("toy.toml"), text).unwrap();
+    let here = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_bertfit"))
+            .args(args)
+            .env("BERTFIT_CACHE", &cache)
+            .env("BERTFIT_DATA_ROOT", &data)
+            .env("BERTFIT_DATASETS", &catalogue)
+            .output()
+            .unwrap()
+    };
+    let direct = dir.path().join("direct");
+    let exp = experiments.to_str().unwrap();
+    let out = here(&["reproduce", "toy", "--experiments", exp, "--results", direct.to_str().unwrap(), "--quiet"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let bundle = dir.path().join("bundle");
+    let args = ["bundle", "toy", "--profile", "quick", "--experiments", exp, "--out", bundle.to_str().unwrap()];
+    let out = here(&[&args[..], &["--backend", DEFAULT_BACKEND, "--jobs", "2"]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listing = Command::new("tar").arg("-tJf").arg(bundle.join("payload.tar.xz")).output().unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout).to_string();
+    for needed in [
+        "cache/hub/tiny--bert/model.safetensors",
+        "cache/hub/tiny--bert/.complete",
+        "data/toy/train.label",
+        "datasets/toy.toml",
+        "experiments/toy.toml",
+    ] {
+        assert!(listing.lines().any(|l| l == needed), "{needed} not in the bundle:\n{listing}");
+    }
+    assert!(!listing.contains("missing"), "the cell whose dataset is not here carries nothing:\n{listing}");
+
+    // There: nothing of this machine's cache, data or catalogue.
+    let (work, there, archives) = (dir.path().join("work"), dir.path().join("there"), dir.path().join("out"));
+    std::fs::create_dir_all(&archives).unwrap();
+    let out = Command::new("bash")
+        .arg(bundle.join("run.sh"))
+        .arg(&there)
+        .arg("--quiet")
+        .env_remove("BERTFIT_CACHE")
+        .env_remove("BERTFIT_DATA_ROOT")
+        .env_remove("BERTFIT_DATASETS")
+        .env("WORK", &work)
+        .env("OUT", &archives)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(direct.join("toy/table.csv")).unwrap(),
+        std::fs::read_to_string(there.join("toy/table.csv")).unwrap()
+    );
+    for (a, b) in run_dirs(&direct).iter().zip(run_dirs(&there)) {
+        assert_eq!(a.file_name(), b.file_name(), "the same run identities there");
+        assert_eq!(run_results(a), run_results(&b));
+    }
+    assert!(archives.join("toy-quick-results.tar.gz").is_file());
 }
 
 #[test]

@@ -5,6 +5,7 @@
 //! the claims judged by the statistics, and the plots. The only place that
 //! knows experiments, profiles and results folders.
 
+pub mod bundle;
 pub mod claims;
 pub mod compare;
 pub mod experiment;
@@ -12,15 +13,19 @@ pub mod grid;
 pub mod index;
 pub mod inference;
 pub mod list;
+pub mod options;
 pub mod overrides;
 pub mod plan;
 pub mod plan_report;
 pub mod plots;
 pub mod report;
 pub mod reproduce;
+pub mod runs;
 pub mod stats;
 pub mod table;
+pub mod workers;
 
 pub use list::list;
+pub use options::ReproduceOptions;
 pub use plan_report::plan_report;
-pub use reproduce::{ReproduceOptions, reproduce};
+pub use reproduce::reproduce;

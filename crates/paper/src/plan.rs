@@ -106,7 +106,7 @@ fn data_key(data: &DataConfig) -> DataConfig {
 
 /// Every dataset a run reads: its own, the other tasks of a multi-task stage,
 /// the corpus of a pre-training stage.
-fn run_datasets(config: &RunConfig) -> Result<Vec<String>> {
+pub(crate) fn run_datasets(config: &RunConfig) -> Result<Vec<String>> {
     let mut names = vec![config.data.dataset.clone()];
     if let Some(multitask) = &config.multitask {
         names.extend(multitask.datasets.iter().cloned());
