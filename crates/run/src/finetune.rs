@@ -2,8 +2,8 @@
 //! `bertfit finetune` (one run) and by the experiment runner (every cell).
 //!
 //! A run's folder holds `metrics.json` (written last, atomically: its presence
-//! means the run is finished), `curve.csv`, `predictions/dev.csv` and
-//! `predictions/test.csv` (the best epoch's model on every example), the
+//! means the run is finished), `curve.csv`, `predictions/dev.csv.gz` and
+//! `predictions/test.csv.gz` (the best epoch's model on every example), the
 //! resolved `config.toml`, and while it trains `checkpoints/`; a killed run resumes from there when run
 //! again, and a finished one is not redone. The folder belongs to one run
 //! identity: another run's checkpoints or results are never continued.
@@ -14,9 +14,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use bertfit_data::{BertTokenizer, DatasetSpec, Provenance, catalogue};
 use bertfit_model::{Backend, BertConfig, BertFeatClassifier, BertForSequenceClassification, FeatConfig, save_hf_weights};
-use bertfit_train::{
-    Checkpoints, FeatureSplit, FinetuneResult, Finetuned, InvalidSetting, Outcome, Precision, RunControl, SplitPredictions,
-};
+use bertfit_train::{Checkpoints, FeatureSplit, FinetuneResult, Finetuned, Outcome, Precision, RunControl, SplitPredictions};
 use burn::module::Module;
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
@@ -26,10 +24,10 @@ use crate::finetune_config::RunConfig;
 use crate::identity::RESULTS_VERSION;
 use crate::model_source::{check_vocab, fingerprint, model_dir};
 use crate::multitask::{multitask_stage, stage_identity};
-use crate::options::{RunOptions, resolve_backend};
+use crate::options::{RunOptions, resolve_backend, resolve_precision};
 use crate::predictions::write_predictions;
 use crate::pretrain::{PreparedPretrain, PretrainMetrics, pretrain_stage};
-use crate::results::{Finished, commit, finished, write_metrics};
+use crate::results::{Finished, commit, finished, write_atomic, write_metrics};
 use crate::task::{SplitSizes, Task, load_task};
 
 /// A run ready to go: settings resolved and checked against its model.
@@ -51,15 +49,9 @@ impl PreparedRun {
     pub fn prepare(config: &RunConfig, backend: Option<Backend>) -> Result<Self> {
         config.check()?;
         let backend = resolve_backend(backend, config.backend.as_deref())?;
-        if config.training.precision == Precision::Bf16 && !backend.has_bf16() {
-            let why = format!("bf16 runs on the LibTorch backends (tch, tch-cuda) only; backend {backend} trains in fp32");
-            return Err(InvalidSetting::new("training.precision", why).into());
-        }
         let mut config = config.resolved();
-        if config.training.precision == Precision::Auto {
-            config.training.precision = if matches!(backend, Backend::TchCuda(_)) { Precision::Bf16 } else { Precision::Fp32 };
-        }
-        config.backend = Some(backend.to_string());
+        config.training.precision = resolve_precision(config.training.precision, backend)?;
+        config.backend = Some(backend.identity());
         let model_dir = model_dir(config.model.as_deref())?;
         let bert_config = BertConfig::from_file(&model_dir.join("config.json"))?;
         config.check_against(&bert_config)?;
@@ -143,7 +135,7 @@ pub fn execute(run: &PreparedRun, out: &Path, options: &RunOptions) -> Result<Op
     // The new head's initialisation follows the run's seed.
     device.seed(config.training.seed);
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    std::fs::write(out.join("config.toml"), toml::to_string(config)?)?;
+    write_atomic(&out.join("config.toml"), toml::to_string(config)?)?;
     let checkpoints = Checkpoints::new(&out.join("checkpoints"));
     let job = Job {
         run,
@@ -171,7 +163,7 @@ pub fn execute(run: &PreparedRun, out: &Path, options: &RunOptions) -> Result<Op
         results_version: RESULTS_VERSION,
         config: config.clone(),
         model_dir: bertfit_data::catalogue::portable_path(&run.model_dir),
-        backend: run.backend.to_string(),
+        backend: run.backend.identity(),
         commit: commit().to_string(),
         dataset: dataset.provenance.portable(),
         sizes: task.sizes(),
@@ -267,7 +259,7 @@ impl Job<'_> {
                 .0
                 .train(),
             Some(multitask) => {
-                let identity = stage_identity(config, multitask, &self.fingerprint()?, &run.backend.to_string())?;
+                let identity = stage_identity(config, multitask, &self.fingerprint()?, &run.backend.identity())?;
                 let (shared, result) = multitask_stage(
                     config,
                     multitask,
@@ -336,7 +328,7 @@ fn write_curve(path: &Path, result: &FinetuneResult) -> Result<()> {
             r.epoch, r.steps, r.train_loss, r.lr, r.dev_error, r.train_tokens, r.train_seconds, r.eval_seconds
         ));
     }
-    std::fs::write(path, csv).with_context(|| format!("cannot write {}", path.display()))
+    write_atomic(path, csv)
 }
 
 /// One line about a finished run.
