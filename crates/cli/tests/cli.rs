@@ -310,6 +310,13 @@ text = "Head-only is the best."
 test = "lowest"
 cell = "head-only"
 
+[[claims]]
+text = "Hier. mean beats head-only, away from the toy data."
+test = "lower"
+cell = "hier. mean"
+than = "head-only"
+except = ["toy"]
+
 [profiles.quick]
 description = "The tiny model on the toy dataset."
 "#,
@@ -366,7 +373,11 @@ fn reproduce_writes_the_table_and_a_killed_grid_loses_no_finished_run() {
     ] {
         assert!(table.contains(needle), "{needle:?} not in\n{table}");
     }
-    assert!(table.contains("supported") || table.contains("cannot separate") || table.contains("contradicted"), "{table}");
+    assert!(["supported", "cannot separate", "contradicted", "cannot judge"].iter().any(|v| table.contains(v)), "{table}");
+    // A claim that leaves the toy column out is judged only elsewhere.
+    let excepted = table.split("- Hier. mean beats head-only, away from the toy data.\n").nth(1).unwrap_or_default();
+    let judged: Vec<&str> = excepted.lines().take_while(|l| l.starts_with("  - ")).collect();
+    assert!(judged.len() == 1 && judged[0].starts_with("  - elsewhere: *not measured*"), "{judged:?}\n{table}");
     let csv = std::fs::read_to_string(whole.join("toy/table.csv")).unwrap();
     assert_eq!(csv.lines().count(), 5, "{csv}");
     assert!(csv.lines().filter(|l| l.contains(",missing,")).count() == 2, "{csv}");

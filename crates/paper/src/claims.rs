@@ -15,13 +15,15 @@ use crate::inference::{
     trend, unpaired,
 };
 use crate::report::{Report, Tested};
-use crate::stats::{Stats, thousands};
+use crate::stats::{Stats, not_converged, thousands};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     Supports,
     Contradicts,
     CannotSeparate,
+    /// A cell it needs had not converged: its numbers decide nothing.
+    CannotJudge,
     /// A cell it needs has no finished run.
     NotMeasured,
 }
@@ -32,6 +34,7 @@ impl Verdict {
             Self::Supports => "supported",
             Self::Contradicts => "contradicted",
             Self::CannotSeparate => "cannot separate",
+            Self::CannotJudge => "cannot judge",
             Self::NotMeasured => "not measured",
         }
     }
@@ -98,6 +101,9 @@ pub fn judge(report: &Report, claim: &Claim) -> Vec<Judgement> {
         if claim.only.as_ref().is_some_and(|only| *only != scope.label && *only != scope.paper_label()) {
             continue;
         }
+        if claim.except.iter().any(|e| *e == scope.label || e == scope.paper_label()) {
+            continue;
+        }
         let at = |i: usize| match claim.across {
             Across::Rows => (i, s),
             Across::Columns => (s, i),
@@ -107,6 +113,14 @@ pub fn judge(report: &Report, claim: &Claim) -> Vec<Judgement> {
             paper_labels: cells_axis.iter().map(|v| v.paper_label()).collect(),
             stats: (0..cells_axis.len()).map(|i| report.stats(at(i).0, at(i).1)).collect(),
             tested: (0..cells_axis.len()).map(|i| report.tested(at(i).0, at(i).1)).collect(),
+            unconverged: (0..cells_axis.len())
+                .map(|i| {
+                    let runs = report.runs(at(i).0, at(i).1);
+                    let scored: Vec<_> = runs.iter().filter(|m| m.result.test_error.is_some()).collect();
+                    let why: Vec<String> = scored.iter().filter_map(|m| not_converged(m)).collect();
+                    why.first().map(|first| format!("{} of {} seeds; {first}", why.len(), scored.len()))
+                })
+                .collect(),
             paper: (0..cells_axis.len())
                 .map(|i| {
                     let (r, c) = at(i);
@@ -130,6 +144,8 @@ pub struct Cells<'a> {
     pub stats: Vec<Option<Stats>>,
     /// Per-example outcomes, where every finished run kept its predictions.
     pub tested: Vec<Option<Tested>>,
+    /// Why a cell's seeds had not converged, where some had not.
+    pub unconverged: Vec<Option<String>>,
     /// The paper's error of each cell, as a fraction.
     pub paper: Vec<Option<f64>>,
     /// The paper's test size for this scope (Table 1), when it is a dataset.
@@ -151,11 +167,20 @@ impl Cells<'_> {
         cells.iter().map(|&i| self.stats(i).n).min().unwrap_or(0)
     }
 
-    /// The cells' outcomes on common test examples, in order; `None` when one
-    /// of them kept no predictions or they were scored on different examples.
-    fn paired_outcomes(&self, cells: &[usize]) -> Option<Vec<Outcomes>> {
-        let first = self.tested[*cells.first()?].as_ref()?;
-        cells.iter().map(|&i| self.tested[i].as_ref()?.aligned(&first.ids)).collect()
+    /// The cells' outcomes on common test examples, in order; else why they
+    /// cannot be paired.
+    fn paired_outcomes(&self, cells: &[usize]) -> Result<Vec<Outcomes>, &'static str> {
+        const NO_PREDICTIONS: &str = "a cell kept no per-example predictions";
+        if cells.iter().any(|&i| self.stats(i).n == 0) {
+            return Err("every run of a cell diverged");
+        }
+        let first = self.tested[*cells.first().ok_or(NO_PREDICTIONS)?].as_ref().ok_or(NO_PREDICTIONS)?;
+        cells
+            .iter()
+            .map(|&i| {
+                self.tested[i].as_ref().ok_or(NO_PREDICTIONS)?.aligned(&first.ids).ok_or("the cells were scored on different test examples")
+            })
+            .collect()
     }
 
     /// Mean and variance of the mean of a cell's error (seeds and test
@@ -174,8 +199,8 @@ impl Cells<'_> {
     /// `a` minus `b`, paired where both kept predictions on the same examples.
     fn difference(&self, a: usize, b: usize) -> Difference {
         match self.paired_outcomes(&[a, b]) {
-            Some(o) if self.stats(a).n > 0 && self.stats(b).n > 0 => paired(&o[0], &o[1]),
-            _ => unpaired(self.unpaired_value(a), self.unpaired_value(b)),
+            Ok(o) => paired(&o[0], &o[1]),
+            Err(why) => unpaired(self.unpaired_value(a), self.unpaired_value(b), why),
         }
     }
 }
@@ -184,9 +209,9 @@ impl Cells<'_> {
 pub fn verdict(claim: &Claim, cells: &Cells, find: &dyn Fn(&str) -> Option<usize>) -> (Verdict, String) {
     let absent: Vec<&str> = claim.named_cells().into_iter().filter(|c| find(c).is_none()).collect();
     let named: Vec<usize> = match claim.test {
-        ClaimTest::Decreasing | ClaimTest::Lowest if claim.cells.is_empty() => (0..cells.labels.len()).collect(),
+        ClaimTest::FallingSlope | ClaimTest::Lowest | ClaimTest::Highest if claim.cells.is_empty() => (0..cells.labels.len()).collect(),
         // Along a trend, the cells this profile has.
-        ClaimTest::Decreasing => claim.named_cells().iter().filter_map(|c| find(c)).collect(),
+        ClaimTest::FallingSlope => claim.named_cells().iter().filter_map(|c| find(c)).collect(),
         _ if !absent.is_empty() => return (Verdict::NotMeasured, format!("this profile has no cell {}", absent.join(", "))),
         _ => claim.named_cells().iter().filter_map(|c| find(c)).collect(),
     };
@@ -195,41 +220,76 @@ pub fn verdict(claim: &Claim, cells: &Cells, find: &dyn Fn(&str) -> Option<usize
         return (Verdict::NotMeasured, format!("no result for {}", missing.join(", ")));
     }
     let index = |label: &str| find(label).expect("present");
-    match claim.test {
-        ClaimTest::Lowest | ClaimTest::Lower => {
+    let unconverged: Vec<String> = named
+        .iter()
+        .chain(claim.cell.as_deref().map(index).iter())
+        .filter_map(|&i| Some(format!("{} did not converge ({})", cells.labels[i], cells.unconverged[i].as_ref()?)))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let (verdict, detail) = match claim.test {
+        ClaimTest::Lowest | ClaimTest::Highest | ClaimTest::Lower => {
             let cell = index(claim.cell.as_deref().expect("validated"));
             let others: Vec<usize> = match (claim.test, &claim.than) {
                 (ClaimTest::Lower, Some(than)) => vec![index(than)],
                 _ => named.iter().copied().filter(|&i| i != cell).collect(),
             };
-            lower(cells, cell, &others)
+            let direction = if claim.test == ClaimTest::Highest { Direction::Above } else { Direction::Below };
+            order(cells, cell, &others, direction)
         }
-        ClaimTest::Decreasing => decreasing(cells, &named),
+        ClaimTest::FallingSlope => falling_slope(cells, &named),
         ClaimTest::Fails => fails(cells, index(claim.cell.as_deref().expect("validated"))),
+    };
+    if unconverged.is_empty() {
+        return (verdict, detail);
     }
+    (Verdict::CannotJudge, format!("{}. What the runs show so far, not a verdict: {detail}", unconverged.join("; ")))
 }
 
-/// What the seeds of the compared cells let a verdict say.
+/// Whether a claim puts its cell below (lower error) or above the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Below,
+    Above,
+}
+
+/// What the seeds of the compared cells let a verdict say, and how the test
+/// treats seeds that diverged.
 fn seeds_note(cells: &Cells, compared: &[usize]) -> String {
+    let diverged: Vec<String> = compared
+        .iter()
+        .copied()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter(|&i| cells.stats(i).runs > cells.stats(i).n)
+        .map(|i| format!("{} has {}", cells.labels[i], cells.stats(i).seeds_text()))
+        .collect();
+    let diverged = if diverged.is_empty() {
+        String::new()
+    } else {
+        format!(" {}: a diverged seed has no test predictions and is left out of the test.", diverged.join(", "))
+    };
     match cells.min_seeds(compared) {
-        0 | 1 => " One seed: seed-to-seed variation is unmeasured, so the interval holds only the test sampling.".into(),
-        n => format!(" {n}+ seeds a cell."),
+        0 | 1 => format!(" One seed: seed-to-seed variation is unmeasured, so the interval holds only the test sampling.{diverged}"),
+        n => format!(" {n}+ seeds a cell.{diverged}"),
     }
 }
 
-/// `cell` is lower than every one of `others` (Holm over the comparisons).
-fn lower(cells: &Cells, cell: usize, others: &[usize]) -> (Verdict, String) {
+/// `cell` is below (or above) every one of `others` (Holm over the comparisons).
+fn order(cells: &Cells, cell: usize, others: &[usize], direction: Direction) -> (Verdict, String) {
     if others.is_empty() {
         return (Verdict::NotMeasured, format!("{} has no other cell to be compared with here", cells.labels[cell]));
     }
     let diffs: Vec<Difference> = others.iter().map(|&o| cells.difference(cell, o)).collect();
     let adjusted = holm(&diffs.iter().map(|d| d.p).collect::<Vec<_>>());
     let separated = |k: usize| diffs[k].separates() && adjusted[k] < ALPHA;
-    let higher: Vec<usize> = (0..others.len()).filter(|&k| separated(k) && diffs[k].estimate > 0.0).collect();
-    let lower_all = (0..others.len()).all(|k| separated(k) && diffs[k].estimate < 0.0);
-    let verdict = if !higher.is_empty() {
+    // The sign the claim expects of cell minus other.
+    let sign = if direction == Direction::Below { -1.0 } else { 1.0 };
+    let against: Vec<usize> = (0..others.len()).filter(|&k| separated(k) && sign * diffs[k].estimate < 0.0).collect();
+    let as_claimed = (0..others.len()).all(|k| separated(k) && sign * diffs[k].estimate > 0.0);
+    let verdict = if !against.is_empty() {
         Verdict::Contradicts
-    } else if lower_all {
+    } else if as_claimed {
         Verdict::Supports
     } else {
         Verdict::CannotSeparate
@@ -255,7 +315,7 @@ fn lower(cells: &Cells, cell: usize, others: &[usize]) -> (Verdict, String) {
         methods.into_iter().collect::<Vec<_>>().join("; "),
         pts(detectable_pts),
         seeds_note(cells, &[&[cell][..], others].concat()),
-        paper_lower(cells, cell, others)
+        paper_order(cells, cell, others, direction)
     );
     (verdict, detail)
 }
@@ -265,41 +325,48 @@ fn p_text(p: f64) -> String {
     if p < 0.001 { "p < 0.001".into() } else { format!("p = {p:.3}") }
 }
 
-/// Whether the paper's own numbers separate `cell` below `others` at its test size.
-fn paper_lower(cells: &Cells, cell: usize, others: &[usize]) -> String {
+/// Whether the paper's own numbers separate `cell` below (or above) `others` at its test size.
+fn paper_order(cells: &Cells, cell: usize, others: &[usize], direction: Direction) -> String {
     let paper = |i: usize| cells.paper.get(i).copied().flatten();
     let (Some(n), Some(a)) = (cells.paper_test_size, paper(cell)) else { return String::new() };
     let pairs: Vec<(usize, f64)> = others.iter().filter_map(|&o| Some((o, paper(o)?))).collect();
     if pairs.is_empty() {
         return String::new();
     }
-    let z: Vec<f64> = pairs.iter().map(|&(_, b)| binomial_z(a, b, n)).collect();
+    // Signed so that the claimed direction is negative.
+    let sign = if direction == Direction::Below { 1.0 } else { -1.0 };
+    let z: Vec<f64> = pairs.iter().map(|&(_, b)| sign * binomial_z(a, b, n)).collect();
     let adjusted = holm(&z.iter().map(|z| 2.0 * normal_upper_tail(z.abs())).collect::<Vec<_>>());
     let separated = z.iter().zip(&adjusted).all(|(z, p)| *z < 0.0 && *p < ALPHA);
     let weakest = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let against =
         pairs.iter().zip(&z).max_by(|a, b| a.1.total_cmp(b.1)).map(|((o, b), _)| format!("{} {}", cells.paper_labels[*o], pts(*b)));
     format!(
-        " The paper's own numbers ({} {} {}, {} test examples, as independent binomials): {} (weakest z = {weakest:.2}).",
+        " The paper's own numbers ({} {} {}, {} test examples, as independent binomials): {} (weakest z = {:.2}).",
         cells.paper_labels[cell],
         pts(a),
         against.map(|t| format!("against {t}")).unwrap_or_default(),
         thousands(n),
         if separated { "they separate it" } else { "they do not separate it" },
+        sign * weakest,
     )
 }
 
-/// The error falls along `named`: the least-squares slope of error against
-/// position, with its bootstrap interval (paired where predictions are kept).
-fn decreasing(cells: &Cells, named: &[usize]) -> (Verdict, String) {
+/// The error falls along `named` on the whole: the least-squares slope of
+/// error against position is below zero, with its bootstrap interval (paired
+/// where predictions are kept). Not that every step falls.
+fn falling_slope(cells: &Cells, named: &[usize]) -> (Verdict, String) {
     if named.len() < 2 {
         return (Verdict::NotMeasured, "fewer than two cells along the trend here".into());
     }
     let diverged: Vec<&str> = named.iter().filter(|&&i| cells.stats(i).n == 0).map(|&i| cells.labels[i]).collect();
-    let paired_outcomes = if diverged.is_empty() { cells.paired_outcomes(named) } else { None };
-    let (d, how) = match &paired_outcomes {
-        Some(outcomes) => (trend(&outcomes.iter().collect::<Vec<_>>()), "paired bootstrap over seeds and examples"),
-        None => (weighted_slope(cells, named), "weighted least squares on the cells' means (no per-example predictions)"),
+    let _ = diverged;
+    let (d, how) = match cells.paired_outcomes(named) {
+        Ok(outcomes) => {
+            let d = trend(&outcomes.iter().collect::<Vec<_>>());
+            (d, d.method.words())
+        }
+        Err(why) => (weighted_slope(cells, named, why), format!("weighted least squares on the cells' means ({why})")),
     };
     let verdict = if !d.separates() || d.p >= ALPHA {
         Verdict::CannotSeparate
@@ -309,7 +376,7 @@ fn decreasing(cells: &Cells, named: &[usize]) -> (Verdict, String) {
         Verdict::Contradicts
     };
     let detail = format!(
-        "error goes from {} to {}; slope {} points from one cell to the next over {} cells, 95% CI [{}, {}], {} ({how}). This profile could detect a slope of {} points or more (80% power).{}",
+        "tested as the least-squares slope of the error along the cells (the error falls on the whole, not at every step): error goes from {} to {}; slope {} points from one cell to the next over {} cells, 95% CI [{}, {}], {} ({how}). This profile could detect a slope of {} points or more (80% power).{}",
         cells.show(named[0]),
         cells.show(*named.last().expect("cells")),
         signed(d.estimate),
@@ -323,8 +390,8 @@ fn decreasing(cells: &Cells, named: &[usize]) -> (Verdict, String) {
     (verdict, detail)
 }
 
-/// The slope of the cells' means weighted by their variances, for cells without predictions.
-fn weighted_slope(cells: &Cells, named: &[usize]) -> Difference {
+/// The slope of the cells' means weighted by their variances, for cells that cannot be paired (`why`).
+fn weighted_slope(cells: &Cells, named: &[usize], why: &'static str) -> Difference {
     let points: Vec<(f64, f64, f64)> = named
         .iter()
         .enumerate()
@@ -341,7 +408,7 @@ fn weighted_slope(cells: &Cells, named: &[usize]) -> Difference {
     let se = 1.0 / sxx.max(1e-300).sqrt();
     let z = normal_quantile(1.0 - ALPHA / 2.0);
     let p = 2.0 * normal_upper_tail((slope / se).abs());
-    Difference { estimate: slope, low: slope - z * se, high: slope + z * se, se, p, method: Method::Unpaired }
+    Difference { estimate: slope, low: slope - z * se, high: slope + z * se, se, p, method: Method::Unpaired { why } }
 }
 
 /// `cell` learns nothing: every run diverged, or its error is within
@@ -353,15 +420,9 @@ fn fails(cells: &Cells, cell: usize) -> (Verdict, String) {
         return (Verdict::Supports, format!("{}: every run diverged", cells.labels[cell]));
     }
     let d = match cells.tested[cell].as_ref() {
-        Some(t) => {
-            let majority = t.majority().wrong.swap_remove(0);
-            if t.outcomes.seeds() == 1 {
-                mcnemar_difference(&t.outcomes.wrong[0], &majority)
-            } else {
-                paired(&t.outcomes, &Outcomes { wrong: vec![majority; t.outcomes.seeds()] })
-            }
-        }
-        None => unpaired(cells.unpaired_value(cell), (st.majority_error, 0.0)),
+        Some(t) if t.outcomes.seeds() == 1 => mcnemar_difference(&t.outcomes.wrong[0], &t.majority().wrong[0]),
+        Some(t) => paired(&t.outcomes, &t.majority()),
+        None => unpaired(cells.unpaired_value(cell), (st.majority_error, 0.0), "the cell kept no per-example predictions"),
     };
     let detail = format!(
         "{} against {} for always the majority class: {} points, 95% CI [{}, {}], {} ({}).{}",
@@ -400,8 +461,10 @@ mod tests {
         let errors: Vec<f64> = wrong.iter().map(|w| w.iter().filter(|x| **x).count() as f64 / N as f64).collect();
         let mean = errors.iter().sum::<f64>() / seeds as f64;
         let stats = Stats {
+            runs: seeds,
             n: seeds,
             diverged: 0,
+            unconverged: 0,
             mean,
             spread: 0.0,
             var_of_mean: mean * (1.0 - mean) / N as f64 / seeds as f64,
@@ -411,7 +474,7 @@ mod tests {
         let tested = Tested {
             ids: (0..N).map(|i| format!("d/test/{i}")).collect(),
             gold: (0..N).map(|i| if i % 2 == 0 { "neg" } else { "pos" }.to_string()).collect(),
-            outcomes: Outcomes { wrong },
+            outcomes: Outcomes::of_seeds(wrong),
         };
         (Some(stats), Some(tested))
     }
@@ -428,6 +491,7 @@ mod tests {
             tested: made.into_iter().map(|m| m.1).collect(),
             paper: paper.iter().map(|p| Some(*p)).collect(),
             paper_test_size: paper_n,
+            unconverged: vec![None; labels.len()],
         }
     }
 
@@ -440,6 +504,7 @@ mod tests {
             cells: others.iter().map(|s| s.to_string()).collect(),
             across: Across::Rows,
             only: None,
+            except: Vec::new(),
         }
     }
 
@@ -460,7 +525,7 @@ mod tests {
         assert!(detail.contains("25,000 test examples") && detail.contains("they do not separate it"), "{detail}");
         let (v, detail) = judge_on(&lower, &cells(&ABC, &[Some(0.16), Some(0.10), Some(0.2)], 3, &[], None));
         assert_eq!(v, Verdict::Contradicts, "{detail}");
-        assert!(detail.contains("paired bootstrap") && detail.contains("3+ seeds"), "{detail}");
+        assert!(detail.contains("bootstrap over examples and seeds, both paired") && detail.contains("3+ seeds"), "{detail}");
         let (v, detail) = judge_on(&lower, &cells(&ABC, &[Some(0.150), Some(0.152), Some(0.2)], 3, &[], None));
         assert_eq!(v, Verdict::CannotSeparate, "{detail}");
     }
@@ -502,7 +567,7 @@ mod tests {
         assert_eq!(v, Verdict::NotMeasured);
         assert!(detail.contains("this profile has no cell z"), "{detail}");
         // A trend whose named cells are all absent from this profile's axis.
-        let trend = claim(ClaimTest::Decreasing, None, None, &["x", "y"]);
+        let trend = claim(ClaimTest::FallingSlope, None, None, &["x", "y"]);
         assert_eq!(judge_on(&trend, &cells(&ABC, &[Some(0.1); 3], 1, &[], None)).0, Verdict::NotMeasured);
         let lowest = claim(ClaimTest::Lowest, Some("a"), None, &["b", "c"]);
         assert_eq!(judge_on(&lowest, &cells(&ABC, &[None; 3], 1, &[], None)).0, Verdict::NotMeasured);
@@ -510,7 +575,7 @@ mod tests {
 
     #[test]
     fn a_trend_is_judged_by_its_slope_interval() {
-        let falling = claim(ClaimTest::Decreasing, None, None, &[]);
+        let falling = claim(ClaimTest::FallingSlope, None, None, &[]);
         let (v, detail) = judge_on(&falling, &cells(&ABC, &[Some(0.2), Some(0.15), Some(0.1)], 1, &[], None));
         assert_eq!(v, Verdict::Supports, "{detail}");
         assert_eq!(judge_on(&falling, &cells(&ABC, &[Some(0.1), Some(0.15), Some(0.2)], 1, &[], None)).0, Verdict::Contradicts);
@@ -526,7 +591,7 @@ mod tests {
         let tested = stuck.tested[0].as_mut().unwrap();
         let mut wrong = tested.majority().wrong.swap_remove(0);
         wrong.iter_mut().take(10).for_each(|w| *w = !*w);
-        tested.outcomes = Outcomes { wrong: vec![wrong] };
+        tested.outcomes = Outcomes::of_seeds(vec![wrong]);
         let (v, detail) = judge_on(&fails, &stuck);
         assert_eq!(v, Verdict::Supports, "{detail}");
         // Near the majority error but disagreeing with it on many examples: the
@@ -537,7 +602,7 @@ mod tests {
         assert_eq!(v, Verdict::Contradicts, "{detail}");
         // Every run diverged.
         let mut diverged = cells(&["a"], &[Some(0.5)], 1, &[], None);
-        diverged.stats[0] = Some(Stats { n: 0, diverged: 1, ..diverged.stats[0].unwrap() });
+        diverged.stats[0] = Some(Stats { n: 0, diverged: 1, runs: 1, ..diverged.stats[0].unwrap() });
         assert_eq!(judge_on(&fails, &diverged).0, Verdict::Supports);
         // Without predictions: the unpaired comparison with the majority error.
         let mut unpaired_cells = cells(&["a"], &[Some(0.2)], 1, &[], None);
@@ -545,6 +610,33 @@ mod tests {
         let (v, detail) = judge_on(&fails, &unpaired_cells);
         assert_eq!(v, Verdict::Contradicts, "{detail}");
         assert!(detail.contains("unpaired"), "{detail}");
+    }
+
+    #[test]
+    fn a_claim_on_a_cell_that_had_not_converged_cannot_judge() {
+        let lower = claim(ClaimTest::Lower, Some("a"), Some("b"), &[]);
+        let mut still_learning = cells(&ABC, &[Some(0.10), Some(0.16), Some(0.2)], 3, &[], None);
+        still_learning.unconverged[1] =
+            Some("3 of 3 seeds; best epoch the last (3), dev error still falling 34.5 -> 27.5 (noise 3.4)".into());
+        let (v, detail) = judge_on(&lower, &still_learning);
+        assert_eq!(v, Verdict::CannotJudge, "{detail}");
+        assert_eq!(v.words(), "cannot judge");
+        assert!(detail.starts_with("b did not converge (3 of 3 seeds; best epoch the last"), "{detail}");
+        // A cell the claim does not compare does not matter.
+        still_learning.unconverged[1] = None;
+        still_learning.unconverged[2] = Some("1 of 3 seeds".into());
+        assert_eq!(judge_on(&lower, &still_learning).0, Verdict::Supports);
+    }
+
+    #[test]
+    fn highest_is_lowest_turned_over() {
+        let highest = claim(ClaimTest::Highest, Some("c"), None, &["a", "b"]);
+        let (v, detail) =
+            judge_on(&highest, &cells(&ABC, &[Some(0.10), Some(0.12), Some(0.20)], 3, &[0.0549, 0.0571, 0.0589], Some(25_000)));
+        assert_eq!(v, Verdict::Supports, "{detail}");
+        assert!(detail.contains("they do not separate it"), "{detail}");
+        let (v, detail) = judge_on(&highest, &cells(&ABC, &[Some(0.10), Some(0.25), Some(0.20)], 3, &[], None));
+        assert_eq!(v, Verdict::Contradicts, "{detail}");
     }
 
     #[test]

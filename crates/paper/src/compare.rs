@@ -195,13 +195,16 @@ fn compare_cell(
     let stats = |runs: &[(RunMetrics, Option<Predictions>)]| {
         Stats::of(&runs.iter().map(|(m, _)| m.clone()).collect::<Vec<_>>()).expect("a cell of finished runs")
     };
-    let tested =
-        |runs: &[(RunMetrics, Option<Predictions>)]| Tested::of(&runs.iter().map(|(_, p)| p.as_ref()).collect::<Option<Vec<_>>>()?);
+    let tested = |runs: &[(RunMetrics, Option<Predictions>)]| {
+        Tested::of(&runs.iter().map(|(m, p)| Some((m.config.training.seed, p.as_ref()?))).collect::<Option<Vec<_>>>()?)
+    };
     let (sa, sb) = (stats(a), stats(b));
-    let paired_outcomes = tested(a).and_then(|ta| Some((tested(b)?.aligned(&ta.ids)?, ta.outcomes)));
-    let difference = match paired_outcomes {
-        Some((ob, oa)) => paired(&oa, &ob),
-        None => unpaired((sa.mean, sa.var_of_mean), (sb.mean, sb.var_of_mean)),
+    let difference = match (tested(a), tested(b)) {
+        (Some(ta), Some(tb)) => match tb.aligned(&ta.ids) {
+            Some(ob) => paired(&ta.outcomes, &ob),
+            None => unpaired((sa.mean, sa.var_of_mean), (sb.mean, sb.var_of_mean), "the two sides were scored on different test examples"),
+        },
+        _ => unpaired((sa.mean, sa.var_of_mean), (sb.mean, sb.var_of_mean), "a side kept no per-example predictions"),
     };
     let identical = a.len() == b.len()
         && a.iter().zip(b).all(|((ma, pa), (mb, pb))| {

@@ -76,8 +76,30 @@ pub fn load_experiment(name: &str, dirs: &[PathBuf]) -> Result<(Experiment, Sour
         },
     };
     let experiment: Experiment = bertfit_data::catalogue::parse_toml(&file.text, &file.label)?;
-    experiment.validate().with_context(|| file.label.clone())?;
+    if let Err(e) = experiment.validate() {
+        let message = format!("{e:#}");
+        // A claim's error names the file's line of its [[claims]] table.
+        let claim = message.strip_prefix("claims[").and_then(|rest| rest.split(']').next()?.parse::<usize>().ok());
+        let place = claim.and_then(|i| claims_table_offset(&file.text, i)).map(|offset| file.place(offset)).unwrap_or(file.label.clone());
+        bail!("{place}: {message}");
+    }
     Ok((experiment, file))
+}
+
+/// The byte offset of the `index`-th `[[claims]]` table of an experiment file.
+fn claims_table_offset(text: &str, index: usize) -> Option<usize> {
+    let mut offset = 0;
+    let mut seen = 0;
+    for line in text.split_inclusive('\n') {
+        if line.trim() == "[[claims]]" {
+            if seen == index {
+                return Some(offset);
+            }
+            seen += 1;
+        }
+        offset += line.len();
+    }
+    None
 }
 
 /// One cell: a row and a column, and its run (seed 0 of the profile's seeds).
@@ -251,5 +273,23 @@ mod tests {
         let error = format!("{:#}", Grid::build("truncation", experiment, file, "quick", &[], None).err().unwrap());
         let line = bad.lines().position(|l| l.starts_with("learnin_rate")).unwrap() + 1;
         assert!(error.contains(&format!("truncation.toml:{line}:")) && error.contains("learnin_rate"), "{error}");
+    }
+
+    #[test]
+    fn a_claim_naming_a_cell_or_dataset_the_experiment_lacks_is_named_with_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = std::fs::read_to_string(dirs()[0].join("comparison.toml")).unwrap();
+        for (from, to, needle) in [
+            ("except = [\"TREC\"]", "except = [\"TRECC\"]", "claims[1].except: \"TRECC\" is not a label of the other axis"),
+            ("than = \"BERT-Feat\"", "than = \"BERT-Fat\"", "claims[0]: no row is labelled \"BERT-Fat\""),
+        ] {
+            let bad = text.replacen(from, to, 1);
+            assert_ne!(bad, text, "{from}");
+            std::fs::write(dir.path().join("comparison.toml"), &bad).unwrap();
+            let error = format!("{:#}", load_experiment("comparison", &[dir.path().to_path_buf()]).err().unwrap());
+            let index: usize = needle[7..8].parse().unwrap();
+            let line = bad.lines().enumerate().filter(|(_, l)| l.trim() == "[[claims]]").nth(index).unwrap().0 + 1;
+            assert!(error.contains(&format!("comparison.toml:{line}:1: {needle}")), "{error}");
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! `results/README.md`, the index of every table and plot under `results/`.
+//! `results/README.md`, the index of every table and plot under `results/`;
+//! what follows its [`NOTES`] line is written by hand and kept.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -6,8 +7,13 @@ use std::path::Path;
 use anyhow::Result;
 use bertfit_run::write_atomic;
 
-/// `results/README.md`: every table and plot under `results/`.
+/// The line after which `results/README.md` is written by hand and kept.
+pub const NOTES: &str = "<!-- Notes below this line are written by hand; `bertfit reproduce` keeps them. -->";
+
+/// `results/README.md`: every table and plot under `results/`, then the notes it had.
 pub fn write_index(results: &Path) -> Result<()> {
+    let path = results.join("README.md");
+    let notes = std::fs::read_to_string(&path).ok().and_then(|old| old.find(NOTES).map(|at| old[at..].to_string()));
     let mut tables = Vec::new();
     for entry in std::fs::read_dir(results).into_iter().flatten().flatten() {
         let dir = entry.path();
@@ -23,7 +29,7 @@ pub fn write_index(results: &Path) -> Result<()> {
     }
     tables.sort();
     let mut md = String::from(
-        "# Results\n\nWritten by `bertfit reproduce` (`just reproduce NAME`); each table says which model, data, profile, backend, seeds and commit produced it. Runs are in `NAME/runs/ID/` (`metrics.json`, `curve.csv`, `config.toml`), under the identity of their settings.\n\n| experiment | table | plots |\n|---|---|---|\n",
+        "# Results\n\nWritten by `bertfit reproduce` (`just reproduce NAME`); each table says which model, data, profile, backend, seeds and commit produced it. Runs are in `NAME/runs/ID/` (`metrics.json`, `curve.csv`, `config.toml`, `predictions/dev.csv.gz` and `predictions/test.csv.gz`), under the identity of their settings; a profile other than quick renders into `NAME/PROFILE/`.\n\n| experiment | table | plots |\n|---|---|---|\n",
     );
     for dir in &tables {
         let rel = dir.strip_prefix(results).unwrap_or(dir);
@@ -47,5 +53,9 @@ pub fn write_index(results: &Path) -> Result<()> {
         }
     }
     md.push('\n');
-    write_atomic(&results.join("README.md"), &md)
+    if let Some(notes) = notes {
+        md.push('\n');
+        md.push_str(&notes);
+    }
+    write_atomic(&path, &md)
 }

@@ -5,11 +5,16 @@
 //!   (two-sided, as statsmodels' `mcnemar(exact=True)`), and the Wald
 //!   interval of the paired difference of error rates.
 //! - Several seeds: a two-level bootstrap that draws the test examples (the
-//!   same draw for every cell, so the comparison stays paired), then each
-//!   cell's seeds, with replacement; its interval is the percentile one and
-//!   its p-value twice the smaller tail share at zero. It holds both the
-//!   seed-to-seed and the test-sampling variation. Deterministic: the number
-//!   of resamples and the generator's seed are fixed ([`RESAMPLES`]).
+//!   same draw for every cell, so the comparison stays paired), then the
+//!   seeds, with replacement: when the cells share their seeds (every cell of
+//!   a grid trains with the same seed offsets, which fix the head's
+//!   initialisation and the data order) one draw of seed indices serves every
+//!   cell, so a seed is compared with itself; otherwise each cell's seeds are
+//!   drawn on their own. Its interval is the percentile one (as many
+//!   replicates outside it on each side) and its p-value twice the smaller
+//!   tail share at zero. It holds both the seed-to-seed and the
+//!   test-sampling variation. Deterministic: the number of resamples and the
+//!   generator's seed are fixed ([`RESAMPLES`]).
 //! - Several comparisons in one claim: Holm's step-down correction.
 //! - The smallest difference a comparison could detect: at 95% (corrected)
 //!   and 80% power, `(z(1 - alpha/2) + z(0.8))` standard errors.
@@ -20,6 +25,13 @@
 //! (fixture: `tools/make_stats_fixture.py`).
 
 use bertfit_data::splits::SplitMix64;
+
+/// Version of the verdicts' statistics, stated in every table: 1 drew each
+/// cell's seeds on its own, took the bootstrap's upper bound one replicate
+/// too high and counted the test sampling once per seed; 2 draws shared seeds
+/// together, fixes both, and never judges on a cell that had not converged.
+/// Runs are unchanged by it (their identities carry `RESULTS_VERSION`).
+pub const STATISTICS_VERSION: u64 = 2;
 
 /// Bootstrap resamples of every comparison.
 pub const RESAMPLES: usize = 2000;
@@ -101,24 +113,39 @@ pub fn detectable(se: f64, comparisons: usize) -> f64 {
     (normal_quantile(1.0 - alpha / 2.0) + normal_quantile(POWER)) * se
 }
 
+/// How the bootstrap drew the cells' seeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seeds {
+    /// The cells share their seeds: one draw of seed indices for every cell.
+    Paired,
+    /// They do not (another seed set, a seed that diverged): each cell's own draw.
+    Independent,
+}
+
 /// How a difference was tested.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
     /// One seed a side: exact McNemar, Wald interval of the paired difference.
     McNemar,
-    /// Several seeds: the two-level (seeds, then examples) paired bootstrap.
-    Bootstrap { resamples: usize },
-    /// No per-example predictions on one side: independent binomials, with
-    /// the seeds' variance where there are several.
-    Unpaired,
+    /// Several seeds: the two-level (seeds, then examples) bootstrap, the
+    /// examples always paired, the seeds as `seeds` says.
+    Bootstrap { resamples: usize, seeds: Seeds },
+    /// Cells not scored on common examples: independent binomials, with the
+    /// seeds' variance where there are several; `why` says what kept them apart.
+    Unpaired { why: &'static str },
 }
 
 impl Method {
     pub fn words(&self) -> String {
         match self {
             Self::McNemar => "exact McNemar, Wald CI".into(),
-            Self::Bootstrap { resamples } => format!("paired bootstrap over seeds and examples, {resamples} resamples"),
-            Self::Unpaired => "unpaired (no per-example predictions)".into(),
+            Self::Bootstrap { resamples, seeds: Seeds::Paired } => {
+                format!("bootstrap over examples and seeds, both paired (the cells share their seeds), {resamples} resamples")
+            }
+            Self::Bootstrap { resamples, seeds: Seeds::Independent } => format!(
+                "bootstrap over examples (paired) and seeds (drawn for each cell on its own: the cells do not share their seeds), {resamples} resamples"
+            ),
+            Self::Unpaired { why } => format!("unpaired, as independent binomials ({why})"),
         }
     }
 }
@@ -142,13 +169,21 @@ impl Difference {
 }
 
 /// One cell's outcomes on a test set: for each seed, which examples it got
-/// wrong (every seed on the same examples, in the same order).
+/// wrong (every seed on the same examples, in the same order), and the
+/// seed's training seed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcomes {
     pub wrong: Vec<Vec<bool>>,
+    pub seeds: Vec<u64>,
 }
 
 impl Outcomes {
+    /// Outcomes of seeds 0, 1, ... (a grid's seed offsets from training seed 0).
+    pub fn of_seeds(wrong: Vec<Vec<bool>>) -> Self {
+        let seeds = (0..wrong.len() as u64).collect();
+        Self { wrong, seeds }
+    }
+
     pub fn examples(&self) -> usize {
         self.wrong.first().map_or(0, Vec::len)
     }
@@ -171,9 +206,9 @@ pub fn paired(a: &Outcomes, b: &Outcomes) -> Difference {
     if a.seeds() == 1 && b.seeds() == 1 {
         return mcnemar_difference(&a.wrong[0], &b.wrong[0]);
     }
-    let replicates = bootstrap(&[a, b]);
+    let (replicates, seeds) = bootstrap(&[a, b]);
     let diffs: Vec<f64> = replicates.iter().map(|r| r[0] - r[1]).collect();
-    percentile_difference(a.error() - b.error(), &diffs)
+    percentile_difference(a.error() - b.error(), &diffs, seeds)
 }
 
 /// One seed a side: the exact McNemar test and the Wald interval of the
@@ -189,48 +224,61 @@ pub fn mcnemar_difference(a: &[bool], b: &[bool]) -> Difference {
     Difference { estimate: d, low: d - z * se, high: d + z * se, se, p: mcnemar_exact(only_a, only_b), method: Method::McNemar }
 }
 
-/// The interval and p-value of a statistic from its bootstrap replicates.
-pub fn percentile_difference(estimate: f64, replicates: &[f64]) -> Difference {
+/// The interval and p-value of a statistic from its bootstrap replicates:
+/// the interval leaves floor(r * alpha / 2) replicates outside on each side
+/// (50 and 50 of 2,000: indices 50 and 1,949).
+pub fn percentile_difference(estimate: f64, replicates: &[f64], seeds: Seeds) -> Difference {
     let mut sorted = replicates.to_vec();
     sorted.sort_by(f64::total_cmp);
     let r = sorted.len();
-    let at = |q: f64| sorted[((q * r as f64).floor() as usize).min(r - 1)];
+    let outside = ((ALPHA / 2.0 * r as f64).floor() as usize).min(r.saturating_sub(1) / 2);
     let below = sorted.iter().filter(|d| **d <= 0.0).count();
     let above = sorted.iter().filter(|d| **d >= 0.0).count();
     let p = (2.0 * below.min(above) as f64 / r as f64).clamp(1.0 / r as f64, 1.0);
     let mean = sorted.iter().sum::<f64>() / r as f64;
     let se = (sorted.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / (r - 1).max(1) as f64).sqrt();
-    Difference { estimate, low: at(ALPHA / 2.0), high: at(1.0 - ALPHA / 2.0), se, p, method: Method::Bootstrap { resamples: r } }
+    let (low, high) = (sorted[outside], sorted[r - 1 - outside]);
+    Difference { estimate, low, high, se, p, method: Method::Bootstrap { resamples: r, seeds } }
 }
 
 /// [`RESAMPLES`] replicates of every cell's mean error, [replicate][cell]:
-/// each draws the examples once for all cells (paired), then each cell's seeds.
-pub fn bootstrap(cells: &[&Outcomes]) -> Vec<Vec<f64>> {
+/// each draws the examples once for all cells (paired), then the seeds: one
+/// draw of seed indices for every cell when they share their seeds
+/// ([`Seeds::Paired`]), each cell's own draw otherwise.
+pub fn bootstrap(cells: &[&Outcomes]) -> (Vec<Vec<f64>>, Seeds) {
     let n = cells.first().map_or(0, |c| c.examples());
     assert!(cells.iter().all(|c| c.examples() == n), "cells scored on the same examples");
+    let shared = cells.first().is_some_and(|first| cells.iter().all(|c| c.seeds == first.seeds && c.seeds.len() == c.wrong.len()));
+    let design = if shared { Seeds::Paired } else { Seeds::Independent };
     let mut rng = SplitMix64::new(BOOTSTRAP_SEED);
     let mut counts = vec![0u32; n];
-    (0..RESAMPLES)
+    let mut drawn: Vec<usize> = Vec::new();
+    let replicates = (0..RESAMPLES)
         .map(|_| {
             counts.iter_mut().for_each(|c| *c = 0);
             for _ in 0..n {
                 counts[rng.below(n)] += 1;
+            }
+            if shared {
+                let seeds = cells[0].seeds();
+                drawn = (0..seeds).map(|_| rng.below(seeds)).collect();
             }
             cells
                 .iter()
                 .map(|cell| {
                     let seeds = cell.seeds();
                     let total: f64 = (0..seeds)
-                        .map(|_| {
-                            let wrong = &cell.wrong[rng.below(seeds)];
-                            wrong.iter().zip(&counts).filter(|(w, _)| **w).map(|(_, c)| *c as f64).sum::<f64>()
+                        .map(|k| {
+                            let s = if shared { drawn[k] } else { rng.below(seeds) };
+                            cell.wrong[s].iter().zip(&counts).filter(|(w, _)| **w).map(|(_, c)| *c as f64).sum::<f64>()
                         })
                         .sum();
                     total / (seeds * n.max(1)) as f64
                 })
                 .collect()
         })
-        .collect()
+        .collect();
+    (replicates, design)
 }
 
 /// The least-squares slope of `values` against their positions 0, 1, ...
@@ -246,13 +294,14 @@ pub fn slope(values: &[f64]) -> f64 {
 /// interval (examples drawn once for all cells, then each cell's seeds).
 pub fn trend(cells: &[&Outcomes]) -> Difference {
     let observed: Vec<f64> = cells.iter().map(|c| c.error()).collect();
-    let replicates: Vec<f64> = bootstrap(cells).iter().map(|r| slope(r)).collect();
-    percentile_difference(slope(&observed), &replicates)
+    let (replicates, seeds) = bootstrap(cells);
+    let slopes: Vec<f64> = replicates.iter().map(|r| slope(r)).collect();
+    percentile_difference(slope(&observed), &slopes, seeds)
 }
 
 /// Two error rates measured on different (or unknown) examples: `a` and `b`
-/// with the variance of each mean.
-pub fn unpaired(a: (f64, f64), b: (f64, f64)) -> Difference {
+/// with the variance of each mean; `why` says what kept them apart.
+pub fn unpaired(a: (f64, f64), b: (f64, f64), why: &'static str) -> Difference {
     let d = a.0 - b.0;
     let se = (a.1 + b.1).max(0.0).sqrt();
     let z = normal_quantile(1.0 - ALPHA / 2.0);
@@ -263,7 +312,7 @@ pub fn unpaired(a: (f64, f64), b: (f64, f64)) -> Difference {
     } else {
         0.0
     };
-    Difference { estimate: d, low: d - z * se, high: d + z * se, se, p, method: Method::Unpaired }
+    Difference { estimate: d, low: d - z * se, high: d + z * se, se, p, method: Method::Unpaired { why } }
 }
 
 /// The Wald z of two single-run error rates on `n` test examples each, as

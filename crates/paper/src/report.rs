@@ -34,20 +34,22 @@ pub struct Tested {
 }
 
 impl Tested {
-    /// The outcomes of the seeds' test predictions, every seed in the first
-    /// one's example order; `None` when there are none or their examples differ.
-    pub fn of(seeds: &[&Predictions]) -> Option<Self> {
-        let first = seeds.first()?;
+    /// The outcomes of the seeds' test predictions (each with its training
+    /// seed), every seed in the first one's example order; `None` when there
+    /// are none or their examples differ.
+    pub fn of(seeds: &[(u64, &Predictions)]) -> Option<Self> {
+        let (_, first) = seeds.first()?;
         let mut wrong = Vec::with_capacity(seeds.len());
-        for p in seeds {
+        for (seed, p) in seeds {
             let own = Tested {
                 ids: p.ids.clone(),
                 gold: Vec::new(),
-                outcomes: Outcomes { wrong: vec![p.correct().iter().map(|c| !c).collect()] },
+                outcomes: Outcomes { wrong: vec![p.correct().iter().map(|c| !c).collect()], seeds: vec![*seed] },
             };
             wrong.extend(own.aligned(&first.ids)?.wrong);
         }
-        Some(Tested { ids: first.ids.clone(), gold: first.gold.clone(), outcomes: Outcomes { wrong } })
+        let outcomes = Outcomes { wrong, seeds: seeds.iter().map(|(s, _)| *s).collect() };
+        Some(Tested { ids: first.ids.clone(), gold: first.gold.clone(), outcomes })
     }
 
     /// The same outcomes with the examples in the order of `ids`; `None` when
@@ -61,17 +63,20 @@ impl Tested {
         }
         let position: std::collections::HashMap<&str, usize> = self.ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
         let order: Vec<usize> = ids.iter().map(|id| position.get(id.as_str()).copied()).collect::<Option<_>>()?;
-        Some(Outcomes { wrong: self.outcomes.wrong.iter().map(|w| order.iter().map(|&i| w[i]).collect()).collect() })
+        let wrong = self.outcomes.wrong.iter().map(|w| order.iter().map(|&i| w[i]).collect()).collect();
+        Some(Outcomes { wrong, seeds: self.outcomes.seeds.clone() })
     }
 
-    /// The outcomes of always predicting the most frequent gold class.
+    /// The outcomes of always predicting the most frequent gold class, as
+    /// many times as the cell has seeds (under its seeds: a constant baseline).
     pub fn majority(&self) -> Outcomes {
         let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
         for g in &self.gold {
             *counts.entry(g.as_str()).or_default() += 1;
         }
         let most = counts.iter().max_by_key(|(_, n)| **n).map(|(c, _)| *c).unwrap_or_default();
-        Outcomes { wrong: vec![self.gold.iter().map(|g| g != most).collect()] }
+        let wrong: Vec<bool> = self.gold.iter().map(|g| g != most).collect();
+        Outcomes { wrong: vec![wrong; self.outcomes.seeds()], seeds: self.outcomes.seeds.clone() }
     }
 }
 
@@ -106,8 +111,12 @@ impl Report<'_> {
     /// (or none finished with a score).
     pub fn tested(&self, row: usize, column: usize) -> Option<Tested> {
         let CellState::Runs { done, predictions, .. } = self.state(row, column) else { return None };
-        let scored: Vec<&Predictions> =
-            done.iter().zip(predictions).filter(|(m, _)| m.result.test_error.is_some()).map(|(_, p)| p.as_ref()).collect::<Option<_>>()?;
+        let scored: Vec<(u64, &Predictions)> = done
+            .iter()
+            .zip(predictions)
+            .filter(|(m, _)| m.result.test_error.is_some())
+            .map(|(m, p)| Some((m.config.training.seed, p.as_ref()?)))
+            .collect::<Option<_>>()?;
         Tested::of(&scored)
     }
 

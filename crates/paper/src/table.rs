@@ -13,13 +13,16 @@ use crate::stats::{Stats, thousands};
 /// binomial standard error of one seed.
 pub fn cell_text(stats: &Stats) -> String {
     if stats.n == 0 {
-        return format!("diverged ({}/{})", stats.diverged, stats.diverged);
+        return format!("diverged ({}/{})", stats.diverged, stats.runs);
     }
+    let of = if stats.runs > stats.n { format!(" of {}", stats.runs) } else { String::new() };
     let diverged = if stats.diverged > 0 { format!(", {} diverged", stats.diverged) } else { String::new() };
+    let unconverged = if stats.unconverged > 0 { format!(" †{}/{}", stats.unconverged, stats.n) } else { String::new() };
     if stats.n == 1 {
-        format!("{:.2} ± {:.2}*{diverged}", 100.0 * stats.mean, 100.0 * stats.spread)
+        let seeds = if of.is_empty() && diverged.is_empty() { String::new() } else { format!(" (1{of}{diverged})") };
+        format!("{:.2} ± {:.2}*{seeds}{unconverged}", 100.0 * stats.mean, 100.0 * stats.spread)
     } else {
-        format!("{:.2} ± {:.2} (n={}){diverged}", 100.0 * stats.mean, 100.0 * stats.spread, stats.n)
+        format!("{:.2} ± {:.2} (n={}{of}{diverged}){unconverged}", 100.0 * stats.mean, 100.0 * stats.spread, stats.n)
     }
 }
 
@@ -72,11 +75,12 @@ fn write_header(md: &mut String, report: &Report) {
     let seeds = grid.seeds.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ");
     let _ = writeln!(
         md,
-        "- **Backend**: {}. **Seeds**: {} per cell (training seed offsets {seeds}). **Commit**: {}. **Results version**: {}.",
+        "- **Backend**: {}. **Seeds**: {} per cell (training seed offsets {seeds}). **Commit**: {}. **Results version**: {}. **Statistics version**: {}.",
         if backends.is_empty() { "-".into() } else { backends.into_iter().collect::<Vec<_>>().join(", ") },
         grid.seeds.len(),
         if commits.is_empty() { "-".into() } else { commits.iter().copied().collect::<Vec<_>>().join(", ") },
         if versions.is_empty() { "-".into() } else { versions.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ") },
+        crate::inference::STATISTICS_VERSION,
     );
     if commits.len() > 1 || versions.len() > 1 {
         let _ = writeln!(
@@ -218,9 +222,41 @@ fn write_table(md: &mut String, report: &Report) {
         md,
         "± is the standard deviation over the seeds (n of them); `*` marks a single seed, where ± is the binomial standard error of its test error, sqrt(p(1-p)/test size). The paper's numbers are single runs of BERT-base on the full datasets, selected on the test set; ours select the epoch on dev."
     );
+    let unconverged = unconverged_lines(report);
+    if !unconverged.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n† k/n: k of the cell's n seeds had not converged when they stopped (best epoch on dev the last, with the dev error still falling by more than its noise, or no better than always the majority class); a claim that needs such a cell says it cannot judge it. Not converged here:"
+        );
+        for line in unconverged {
+            let _ = writeln!(md, "- {line}");
+        }
+    }
     for (i, note) in notes.iter().enumerate() {
         let _ = writeln!(md, "\n[{}] {note}", i + 1);
     }
+}
+
+/// Each cell with seeds that had not converged, and why its first such seed had not.
+fn unconverged_lines(report: &Report) -> Vec<String> {
+    let grid = report.grid;
+    let mut lines = Vec::new();
+    for (r, row) in grid.rows.iter().enumerate() {
+        for (c, column) in grid.columns.iter().enumerate() {
+            let runs = report.runs(r, c);
+            let why: Vec<(u64, String)> = runs
+                .iter()
+                .filter(|m| m.result.test_error.is_some())
+                .filter_map(|m| Some((m.config.training.seed, crate::stats::not_converged(m)?)))
+                .collect();
+            if let Some((seed, first)) = why.first() {
+                let at = if grid.columns.len() > 1 { format!(" / {}", column.label) } else { String::new() };
+                let scored = runs.iter().filter(|m| m.result.test_error.is_some()).count();
+                lines.push(format!("{}{at}: {} of {scored} seeds (seed {seed}: {first})", row.label, why.len()));
+            }
+        }
+    }
+    lines
 }
 
 /// The paper's claims, each judged in every column (or row) of the table.
@@ -230,7 +266,7 @@ fn write_claims(md: &mut String, report: &Report) {
         let _ = writeln!(md, "\n## The paper's claims\n");
         let _ = writeln!(
             md,
-            "Cells scored on the same test examples are compared paired: with one seed a side, the exact McNemar test and the Wald interval of the difference; with several seeds, a bootstrap that draws the test examples, then each cell's seeds ({} resamples), so that its 95% interval holds both the seed-to-seed and the test-sampling variation. A claim of several comparisons is corrected by Holm's method. A claim is supported or contradicted only when its comparisons separate (the interval excludes zero, the corrected p-value is below 0.05); otherwise our numbers cannot separate the cells. Differences are in error points, the first cell minus the other; the detectable difference is the smallest true one this profile would find with 80% power. The paper's own numbers are single runs; whether they separate the claim at the paper's test size is judged as independent binomials.\n",
+            "Cells scored on the same test examples are compared paired: with one seed a side, the exact McNemar test and the Wald interval of the difference; with several seeds, a bootstrap that draws the test examples once for both cells, then the seeds ({} resamples): together when the two cells share their seeds (every cell of a grid trains with the same seed offsets, which fix the head's initialisation and the data order), each cell's own otherwise, as each line says. Its 95% interval holds both the seed-to-seed and the test-sampling variation. A seed that diverged has no test predictions and is left out of the test (the cell says so). A claim of several comparisons is corrected by Holm's method. A claim is supported or contradicted only when its comparisons separate (the interval excludes zero, the corrected p-value is below 0.05); otherwise our numbers cannot separate the cells. A claim that needs a cell whose seeds had not converged (marked †) cannot judge it. Differences are in error points, the first cell minus the other; the detectable difference is the smallest true one this profile would find with 80% power, under the design used. The paper's own numbers are single runs; whether they separate the claim at the paper's test size is judged as independent binomials.\n",
             crate::inference::RESAMPLES
         );
         for claim in &e.claims {
@@ -238,7 +274,7 @@ fn write_claims(md: &mut String, report: &Report) {
             let _ = writeln!(md, "- {}", claim.text);
             for j in judgements {
                 let mark = match j.verdict {
-                    Verdict::NotMeasured => format!("*{}*", j.verdict.words()),
+                    Verdict::NotMeasured | Verdict::CannotJudge => format!("*{}*", j.verdict.words()),
                     _ => format!("**{}**", j.verdict.words()),
                 };
                 let _ = writeln!(md, "  - {}: {mark}: {}", j.scope, j.detail);
