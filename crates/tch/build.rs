@@ -33,11 +33,9 @@ fn compile_shim() {
     println!("cargo:rerun-if-changed=csrc/optim.cpp");
     let lib = PathBuf::from(std::env::var("DEP_TCH_LIBTORCH_LIB").expect("torch-sys gives the libtorch lib dir (links = \"tch\")"));
     let include = lib.join("../include");
-    let header = include.join("torch/csrc/api/include/torch/version.h");
+    let (version, header) = libtorch_version::of_headers(&include)
+        .unwrap_or_else(|| panic!("no TORCH_VERSION_MAJOR/MINOR/PATCH in LibTorch's headers under {}", include.display()));
     println!("cargo:rerun-if-changed={}", header.display());
-    let text = std::fs::read_to_string(&header).unwrap_or_else(|e| panic!("reading LibTorch's version from {}: {e}", header.display()));
-    let version =
-        libtorch_version::from_header(&text).unwrap_or_else(|| panic!("no TORCH_VERSION_MAJOR/MINOR/PATCH in {}", header.display()));
     println!("cargo:rustc-env=BERTFIT_LIBTORCH_VERSION={version}");
     cc::Build::new()
         .cpp(true)

@@ -28,14 +28,26 @@ pub fn from_header(text: &str) -> Option<String> {
     Some(format!("{}.{}.{}", part("TORCH_VERSION_MAJOR")?, part("TORCH_VERSION_MINOR")?, part("TORCH_VERSION_PATCH")?))
 }
 
+/// Where LibTorch's headers define its version, under its `include` folder:
+/// `torch/headeronly/version.h` from 2.10 on (the API's `version.h` only
+/// includes it there), the API's `version.h` before.
+const VERSION_HEADERS: [&str; 2] = ["torch/headeronly/version.h", "torch/csrc/api/include/torch/version.h"];
+
+/// The version LibTorch's headers under `include` define, and the header that says it.
+pub fn of_headers(include: &Path) -> Option<(String, PathBuf)> {
+    VERSION_HEADERS.iter().map(|h| include.join(h)).find_map(|path| {
+        let version = std::fs::read_to_string(&path).ok().as_deref().and_then(from_header)?;
+        Some((version, path))
+    })
+}
+
 /// The version of the LibTorch whose library folder is `lib` (where
-/// `libtorch_cpu.so` lies): its headers' `version.h` (pip's torch and the
-/// libtorch archives both ship them), else pip's `torch/version.py` or the
-/// archive's `build-version`, without the local part (`+cu130`).
+/// `libtorch_cpu.so` lies): its headers' (pip's torch and the libtorch
+/// archives both ship them), else pip's `torch/version.py` or the archive's
+/// `build-version`, without the local part (`+cu130`).
 pub fn of_lib_dir(lib: &Path) -> Option<String> {
     let root = lib.parent()?;
-    let header = root.join("include/torch/csrc/api/include/torch/version.h");
-    if let Some(v) = std::fs::read_to_string(header).ok().as_deref().and_then(from_header) {
+    if let Some((v, _)) = of_headers(&root.join("include")) {
         return Some(v);
     }
     let python = std::fs::read_to_string(root.join("version.py")).ok().and_then(|text| {
@@ -94,10 +106,16 @@ mod tests {
         std::fs::create_dir_all(pip.join("lib")).unwrap();
         std::fs::write(pip.join("version.py"), "__all__ = []\n__version__ = '2.9.0+cu128'\n").unwrap();
         assert_eq!(of_lib_dir(&pip.join("lib")).as_deref(), Some("2.9.0"));
+        // 2.9: the API's version.h defines it.
         let headers = pip.join("include/torch/csrc/api/include/torch");
         std::fs::create_dir_all(&headers).unwrap();
-        std::fs::write(headers.join("version.h"), HEADER).unwrap();
-        assert_eq!(of_lib_dir(&pip.join("lib")).as_deref(), Some("2.11.0"), "the headers come first");
+        std::fs::write(headers.join("version.h"), HEADER.replace("MINOR 11", "MINOR 9")).unwrap();
+        assert_eq!(of_lib_dir(&pip.join("lib")).as_deref(), Some("2.9.0"), "the headers come first");
+        // 2.11: the API's version.h includes the header-only one, which defines it.
+        std::fs::write(headers.join("version.h"), "#include <torch/headeronly/version.h>\n").unwrap();
+        std::fs::create_dir_all(pip.join("include/torch/headeronly")).unwrap();
+        std::fs::write(pip.join("include/torch/headeronly/version.h"), HEADER).unwrap();
+        assert_eq!(of_lib_dir(&pip.join("lib")).as_deref(), Some("2.11.0"));
         // The libtorch archive without headers: build-version.
         let archive = dir.path().join("libtorch");
         std::fs::create_dir_all(archive.join("lib")).unwrap();
