@@ -90,7 +90,7 @@ bench *ARGS: build-all
 # tokenizer files, TREC. `just device-bundle NAME [--profile gpu] [--jobs N]` writes
 # device/NAME/: the binary, the models and data the experiment's profile reads, and
 # run.sh (`bash device/NAME/run.sh` there; `bertfit bundle --help`). The binary is
-# built against torch {{device_torch}} (its own venv and target folder), stripped.
+# built against torch {{device_torch}} (its own venv and target folder), LibTorch only, stripped.
 device-bundle NAME="" *ARGS:
     BERTFIT_TORCH={{device_torch}} just _build-for-device
     mkdir -p {{root}}/device
@@ -107,9 +107,9 @@ device-bundle NAME="" *ARGS:
     rm {{root}}/device/bertfit.stripped
     du -sh {{root}}/device
 
-# The device machine's binary: LibTorch (and flex), against $BERTFIT_TORCH; the build
-# `BERTFIT_TORCH=2.11.0 just build-tch` makes, so the two share their artifacts.
-_build-for-device: build-tch
+# The device machine's binary: LibTorch alone (1.6 MB less to carry than with flex), against $BERTFIT_TORCH.
+_build-for-device: torch
+    {{tch_env}} cargo build --release -p bertfit-cli --no-default-features --features bertfit-cli/tch
 
 # Regenerate the HF parity fixture (tests/fixtures/minilm_parity.*).
 fixtures: torch build

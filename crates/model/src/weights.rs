@@ -114,9 +114,15 @@ impl ModuleMapper for CastFloats {
             return Param::from_mapped_value(id, tensor, mapper);
         }
         self.found.get_or_insert(dtype);
-        let require_grad = tensor.is_require_grad();
-        let cast = tensor.cast(self.to);
-        Param::from_mapped_value(id, if require_grad { cast.require_grad() } else { cast }, mapper)
+        // A parameter tracked by autodiff is cast as a new leaf: the cast of
+        // its inner values, tracked again (a cast of the tracked tensor would
+        // be a node of the graph, which cannot be made a parameter).
+        let cast = if tensor.is_require_grad() {
+            Tensor::from_inner(tensor.inner().cast(self.to)).require_grad()
+        } else {
+            tensor.cast(self.to)
+        };
+        Param::from_mapped_value(id, cast, mapper)
     }
 }
 

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use bertfit_data::{BertTokenizer, PaddedBatch, Truncation, assets};
-use bertfit_model::{Backend, BertInput, BertModel, load_pretrained};
+use bertfit_model::{Backend, BertForSequenceClassification, BertInput, BertModel, HeadConfig, load_pretrained};
 use burn::module::Module;
 use safetensors::SafeTensors;
 
@@ -214,6 +214,16 @@ fn fp16_and_bf16_checkpoints_load_and_track_the_f32_model() {
             let moved = relative_to(&ours, &reference);
             eprintln!("{dtype} checkpoint on {backend}: hidden states within {moved:e} of the f32 model's (relative max)");
             assert!(moved > 0.0 && moved < bound, "{dtype} on {backend}: {moved:e}");
+            // Loaded for training (autodiff, as fine-tuning loads it): its
+            // parameters are leaves that take gradients.
+            let device = backend.device().unwrap().autodiff();
+            let (classifier, _) = BertForSequenceClassification::from_pretrained(half.path(), &config, 2, HeadConfig::default(), &device).unwrap();
+            let batch = batch_for(&tokenizer, &fx.texts("short"));
+            let input = BertInput::from_ids(batch.input_ids, batch.attention_mask, [batch.batch, batch.len], &device);
+            let classifier = classifier.train();
+            let grads = burn::optim::GradientsParams::from_grads(classifier.forward(input).sum().backward(), &classifier);
+            let word_embeddings = &classifier.bert.embeddings.word_embeddings.weight;
+            assert!(grads.get::<2>(word_embeddings.id).is_some(), "{dtype} on {backend}: the widened parameters take gradients");
         }
     }
 }

@@ -126,7 +126,7 @@ fn contents(name: &str, options: &ReproduceOptions) -> Result<(Entries, Grid, us
 fn xz(input: impl FnOnce(&mut dyn std::io::Write) -> Result<()>, out: &Path) -> Result<()> {
     let file = std::fs::File::create(out).with_context(|| format!("cannot write {}", out.display()))?;
     let mut child = Command::new("xz")
-        .args(["-T0", "-6", "-c"])
+        .args(["-T0", "-9", "-c"])
         .stdin(Stdio::piped())
         .stdout(file)
         .spawn()
