@@ -54,11 +54,13 @@ bin="$bundle/bertfit"
 export LD_LIBRARY_PATH="$torch_lib:${LD_LIBRARY_PATH:-}"
 record "- bertfit: $("$bin" --version 2>&1)"
 
-shape=bertbase; batch=24; seq=512; steps=10; trec_timeout=150; small_set=()
+shape=bertbase; batch=24; seq=512; steps=10; loop_steps=30; trec_timeout=150; small_set=()
 if [ -n "${DEVICE_SMALL:-}" ]; then
-  # A CPU's trial: the MiniLM shape, and TREC cut to 240 questions.
-  shape=minilm; batch=4; seq=64; steps=2; trec_timeout=600; small_set=(--set "data.train_subset={ count = 240 }")
+  # A CPU's trial: the MiniLM shape, short loops, and TREC cut to 240 questions.
+  shape=minilm; batch=4; seq=64; steps=2; loop_steps=3; trec_timeout=600; small_set=(--set "data.train_subset={ count = 240 }")
 fi
+# PyTorch's lines of figures (or its error), not its warnings and tracebacks (those stay in summary.txt).
+figures() { grep -E '^pytorch|Error' | sed 's/^/    /' >> "$report"; }
 [ -d "$bundle/models/$shape" ] || "$python" "$bundle/gpu/make_models.py" "$bundle/models" > "$out/make_models.txt" 2>&1 \
   || { log "make_models.py failed: $(tail -1 "$out/make_models.txt")"; exit 1; }
 ln -sfn "$shape" "$bundle/models/model"   # what tools/device/*.toml name
@@ -80,8 +82,8 @@ done
 # 2. BERT-base b24 s512, both sides.
 section "2. $shape, batch $batch, $seq tokens: classification and masked LM, fp32 and bf16"
 record "PyTorch (HF transformers; TF32 off):"
-timeout 150 "$python" "$bundle/gpu/bench_cuda.py" "$model" "$batch" "$seq" "$steps" 2>&1 | tee -a "$out/summary.txt" | quote
-timeout 120 "$python" tools/device/mlm_cuda.py "$model" "$batch" "$seq" "$steps" 2>&1 | tee -a "$out/summary.txt" | quote
+timeout 150 "$python" "$bundle/gpu/bench_cuda.py" "$model" "$batch" "$seq" "$steps" 2>&1 | tee -a "$out/summary.txt" | figures
+timeout 120 "$python" tools/device/mlm_cuda.py "$model" "$batch" "$seq" "$steps" 2>&1 | tee -a "$out/summary.txt" | figures
 record ""
 record "bertfit $backend (AdamW fused over parameter groups on CUDA; medians of one round):"
 for precision in fp32 bf16; do
@@ -90,7 +92,7 @@ for precision in fp32 bf16; do
     --mlm-batch "$batch" --mlm-seq-lens "$seq" --steps "$steps" --rounds 1 $flag --out "$out/bench_$precision.md" > "$out/bench_$precision.log" 2>&1 \
     || record "- $precision: bench failed (exit $?): $(tail -1 "$out/bench_$precision.log")"
   record "$precision:"
-  grep '^| \(classify\|mlm\) ' "$out/bench_$precision.md" 2>/dev/null | quote
+  sed -n '/^| task | backend | batch | seq | train/,/^$/p' "$out/bench_$precision.md" 2>/dev/null | grep '^| \(classify\|mlm\) ' | quote
 done
 
 # 3. The loops against their bare steps, at TREC's shape.
@@ -98,7 +100,7 @@ section "3. The real training loop against its bare step (batch 24, 64 tokens)"
 for precision in fp32 bf16; do
   flag=""; [ "$precision" = bf16 ] && flag="--bf16"
   timeout 120 "$bin" bench --model "$model" --backends "$backend" --batch 24 --seq-lens 64 --mlm-batch 24 --mlm-seq-lens 64 \
-    --steps 30 --rounds 1 --loop $flag --out "$out/loop_$precision.md" > "$out/loop_$precision.log" 2>&1 \
+    --steps "$loop_steps" --rounds 1 --loop $flag --out "$out/loop_$precision.md" > "$out/loop_$precision.log" 2>&1 \
     || record "- $precision: bench --loop failed (exit $?): $(tail -1 "$out/loop_$precision.log")"
   record "$precision (ms per step):"
   sed -n '/^| task | backend | batch | seq | bare step/,/^$/p' "$out/loop_$precision.md" 2>/dev/null | grep '^| \(classify\|mlm\)' | quote
@@ -106,7 +108,7 @@ done
 
 # 4. One TREC epoch.
 section "4. One TREC epoch, $shape, batch 24, max_len 64"
-timeout 120 "$python" "$bundle/gpu/trec_cuda.py" "$model" "$bundle/data/trec/train_5500.label" 2>&1 | tee -a "$out/summary.txt" | quote
+timeout 120 "$python" "$bundle/gpu/trec_cuda.py" "$model" "$bundle/data/trec/train_5500.label" 2>&1 | tee -a "$out/summary.txt" | figures
 for precision in bf16 fp32; do
   config="$out/trec_$precision.toml"
   sed "s/^precision = \"bf16\"/precision = \"$precision\"/" tools/device/trec.toml > "$config"
