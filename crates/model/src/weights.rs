@@ -117,11 +117,8 @@ impl ModuleMapper for CastFloats {
         // A parameter tracked by autodiff is cast as a new leaf: the cast of
         // its inner values, tracked again (a cast of the tracked tensor would
         // be a node of the graph, which cannot be made a parameter).
-        let cast = if tensor.is_require_grad() {
-            Tensor::from_inner(tensor.inner().cast(self.to)).require_grad()
-        } else {
-            tensor.cast(self.to)
-        };
+        let cast =
+            if tensor.is_require_grad() { Tensor::from_inner(tensor.inner().cast(self.to)).require_grad() } else { tensor.cast(self.to) };
         Param::from_mapped_value(id, cast, mapper)
     }
 }

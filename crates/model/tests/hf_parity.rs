@@ -217,7 +217,8 @@ fn fp16_and_bf16_checkpoints_load_and_track_the_f32_model() {
             // Loaded for training (autodiff, as fine-tuning loads it): its
             // parameters are leaves that take gradients.
             let device = backend.device().unwrap().autodiff();
-            let (classifier, _) = BertForSequenceClassification::from_pretrained(half.path(), &config, 2, HeadConfig::default(), &device).unwrap();
+            let (classifier, _) =
+                BertForSequenceClassification::from_pretrained(half.path(), &config, 2, HeadConfig::default(), &device).unwrap();
             let batch = batch_for(&tokenizer, &fx.texts("short"));
             let input = BertInput::from_ids(batch.input_ids, batch.attention_mask, [batch.batch, batch.len], &device);
             let classifier = classifier.train();
