@@ -18,7 +18,7 @@ use anyhow::{Context, Result, bail};
 use bertfit_model::{Backend, BertConfig, BertForMaskedLM, BertForSequenceClassification, BertInput, HeadConfig};
 use bertfit_train::cross_entropy;
 use bertfit_train::progress::ProgressTarget;
-use bertfit_train::throughput::{Timing, time_case, time_finetune_loop, time_pretrain_loop};
+use bertfit_train::throughput::{LoopShape, Timing, time_case, time_finetune_loop, time_pretrain_loop};
 use burn::module::Module;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -196,7 +196,7 @@ fn mlm_worker(args: &BenchArgs, backend: Backend, seq_len: usize) -> Result<Meas
     if args.time_loop {
         let (mut model, _) = BertForMaskedLM::from_pretrained(&dir, &config, false, &train_device)?;
         model.bert.set_bf16(args.bf16);
-        let ms = time_pretrain_loop(model.train(), config.vocab_size, batch, seq_len, args.steps, &device, ProgressTarget::Stderr)?;
+        let ms = time_pretrain_loop(model.train(), loop_shape(&config, batch, seq_len, args), &device, ProgressTarget::Stderr)?;
         m.loop_ms = Some(ms);
     }
     Ok(m)
@@ -242,10 +242,15 @@ fn worker(args: &BenchArgs, backend: Backend, seq_len: usize) -> Result<Measurem
     if args.time_loop {
         let (mut model, _) = BertForSequenceClassification::from_pretrained(&dir, &config, 2, HeadConfig::default(), &train_device)?;
         model.bert.set_bf16(args.bf16);
-        let ms = time_finetune_loop(model.train(), config.vocab_size, batch, seq_len, args.steps, &device, ProgressTarget::Stderr)?;
+        let ms = time_finetune_loop(model.train(), loop_shape(&config, batch, seq_len, args), &device, ProgressTarget::Stderr)?;
         m.loop_ms = Some(ms);
     }
     Ok(m)
+}
+
+/// The loops are timed at the bare step's shape, over as many steps.
+fn loop_shape(config: &BertConfig, batch: usize, seq_len: usize, args: &BenchArgs) -> LoopShape {
+    LoopShape { vocab: config.vocab_size, batch, seq_len, steps: args.steps }
 }
 
 fn measurement(timing: &Timing, task: &str, backend: Backend, seq_len: usize, batch: usize) -> Measurement {

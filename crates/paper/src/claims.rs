@@ -15,7 +15,7 @@ use crate::inference::{
     trend, unpaired,
 };
 use crate::report::{Report, Tested};
-use crate::stats::{Stats, not_converged, thousands};
+use crate::stats::{Stats, thousands, unconverged};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -114,12 +114,7 @@ pub fn judge(report: &Report, claim: &Claim) -> Vec<Judgement> {
             stats: (0..cells_axis.len()).map(|i| report.stats(at(i).0, at(i).1)).collect(),
             tested: (0..cells_axis.len()).map(|i| report.tested(at(i).0, at(i).1)).collect(),
             unconverged: (0..cells_axis.len())
-                .map(|i| {
-                    let runs = report.runs(at(i).0, at(i).1);
-                    let scored: Vec<_> = runs.iter().filter(|m| m.result.test_error.is_some()).collect();
-                    let why: Vec<String> = scored.iter().filter_map(|m| not_converged(m)).collect();
-                    why.first().map(|first| format!("{} of {} seeds; {first}", why.len(), scored.len()))
-                })
+                .map(|i| unconverged(report.runs(at(i).0, at(i).1)).map(|u| format!("{} of {} seeds; {}", u.count, u.scored, u.why)))
                 .collect(),
             paper: (0..cells_axis.len())
                 .map(|i| {
@@ -359,8 +354,6 @@ fn falling_slope(cells: &Cells, named: &[usize]) -> (Verdict, String) {
     if named.len() < 2 {
         return (Verdict::NotMeasured, "fewer than two cells along the trend here".into());
     }
-    let diverged: Vec<&str> = named.iter().filter(|&&i| cells.stats(i).n == 0).map(|&i| cells.labels[i]).collect();
-    let _ = diverged;
     let (d, how) = match cells.paired_outcomes(named) {
         Ok(outcomes) => {
             let d = trend(&outcomes.iter().collect::<Vec<_>>());

@@ -50,9 +50,9 @@ impl Runs {
         finished(&self.of(run), &run.identity, "run")
     }
 
-    /// The live worker that holds the run, if another one does.
+    /// The live worker that holds the run, if one does.
     pub(crate) fn held_elsewhere(&self, run: &PreparedRun) -> Result<Option<Owner>> {
-        Ok(run_lock::owner(&self.lock(run))?.filter(|o| o.alive() && *o != Owner::me()))
+        Ok(run_lock::owner(&self.lock(run))?.filter(Owner::alive))
     }
 
     /// A finished run's test predictions; `None` for a run written before runs

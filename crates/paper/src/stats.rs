@@ -45,7 +45,7 @@ impl Stats {
         } else {
             (binomial_var.sqrt(), binomial_var)
         };
-        let unconverged = runs.iter().filter(|r| r.result.test_error.is_some() && not_converged(r).is_some()).count();
+        let unconverged = unconverged(runs).map_or(0, |u| u.count);
         Some(Self {
             runs: runs.len(),
             n,
@@ -68,6 +68,23 @@ impl Stats {
             format!("{} of {} {} ({} diverged)", self.n, self.runs, plural(self.runs), self.runs - self.n)
         }
     }
+}
+
+/// A cell's seeds that had not converged (see [`not_converged`]): how many of
+/// its seeds with a test error, and the first such seed with its reason.
+pub struct Unconverged {
+    pub count: usize,
+    pub scored: usize,
+    pub seed: u64,
+    pub why: String,
+}
+
+/// The seeds of a cell's runs that had not converged; `None` when every one had.
+pub fn unconverged(runs: &[RunMetrics]) -> Option<Unconverged> {
+    let scored: Vec<&RunMetrics> = runs.iter().filter(|m| m.result.test_error.is_some()).collect();
+    let why: Vec<(u64, String)> = scored.iter().filter_map(|m| Some((m.config.training.seed, not_converged(m)?))).collect();
+    let (seed, first) = why.first()?.clone();
+    Some(Unconverged { count: why.len(), scored: scored.len(), seed, why: first })
 }
 
 /// How many binomial standard errors of a dev error a fall must exceed to

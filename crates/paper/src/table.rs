@@ -243,16 +243,9 @@ fn unconverged_lines(report: &Report) -> Vec<String> {
     let mut lines = Vec::new();
     for (r, row) in grid.rows.iter().enumerate() {
         for (c, column) in grid.columns.iter().enumerate() {
-            let runs = report.runs(r, c);
-            let why: Vec<(u64, String)> = runs
-                .iter()
-                .filter(|m| m.result.test_error.is_some())
-                .filter_map(|m| Some((m.config.training.seed, crate::stats::not_converged(m)?)))
-                .collect();
-            if let Some((seed, first)) = why.first() {
+            if let Some(u) = crate::stats::unconverged(report.runs(r, c)) {
                 let at = if grid.columns.len() > 1 { format!(" / {}", column.label) } else { String::new() };
-                let scored = runs.iter().filter(|m| m.result.test_error.is_some()).count();
-                lines.push(format!("{}{at}: {} of {scored} seeds (seed {seed}: {first})", row.label, why.len()));
+                lines.push(format!("{}{at}: {} of {} seeds (seed {}: {})", row.label, u.count, u.scored, u.seed, u.why));
             }
         }
     }

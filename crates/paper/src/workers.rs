@@ -87,7 +87,9 @@ pub(crate) fn run_in_workers(grid: &Grid, planned: &[Planned], todo: &[usize], r
     let terminal = !multi.is_hidden();
     let say = |line: String| {
         if options.quiet {
-        } else if terminal {
+            return;
+        }
+        if terminal {
             let _ = multi.println(line);
         } else {
             eprintln!("{line}");

@@ -266,14 +266,19 @@ pub fn pretrain_stage(
 ) -> Result<Option<(PretrainMetrics, PathBuf)>> {
     let stage = prepared.stage();
     // Another worker may be training it: wait for it rather than train it twice.
-    let _lock = match prepared.finished_stage()? {
-        Some(_) => None,
-        None => Some(stage.claim(options.quiet())?),
+    let mut done = prepared.finished_stage()?.is_some();
+    let _lock = match done {
+        true => None,
+        false => {
+            let lock = stage.claim(options.quiet())?;
+            done = prepared.finished_stage()?.is_some();
+            Some(lock)
+        }
     };
     if !options.quiet() {
-        match prepared.finished_stage()? {
-            Some(_) => eprintln!("pre-training stage done already ({})", stage.dir.display()),
-            None => eprintln!("pre-training stage on {} ({})", prepared.config.datasets.join(", "), stage.dir.display()),
+        match done {
+            true => eprintln!("pre-training stage done already ({})", stage.dir.display()),
+            false => eprintln!("pre-training stage on {} ({})", prepared.config.datasets.join(", "), stage.dir.display()),
         }
     }
     let Some(metrics) = execute_pretrain(prepared, &stage.dir, options)? else { return Ok(None) };

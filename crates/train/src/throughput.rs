@@ -122,21 +122,29 @@ fn synthetic_sequence(index: usize, len: usize, vocab: usize) -> Vec<u32> {
     ids
 }
 
+/// The shape a training loop is timed at: `batch` synthetic sequences of
+/// `seq_len` tokens from a `vocab`-word vocabulary a step, `steps` timed steps.
+#[derive(Debug, Clone, Copy)]
+pub struct LoopShape {
+    pub vocab: usize,
+    pub batch: usize,
+    pub seq_len: usize,
+    pub steps: usize,
+}
+
 /// Milliseconds per optimizer step of the real fine-tuning loop
 /// ([`crate::finetune`]: batching, the schedule, AdamW with clipping, the loss
-/// read back for divergence, logging and progress to `progress`) on `batch`
-/// synthetic documents of `seq_len` tokens a step, `steps` steps an epoch:
-/// the second epoch's training time over its steps (the first warms up;
-/// evaluation, a single example, is timed apart by the loop).
+/// read back for divergence, logging and progress to `progress`) on
+/// synthetic documents, `shape.steps` steps an epoch: the second epoch's
+/// training time over its steps (the first warms up; evaluation, a single
+/// example, is timed apart by the loop).
 pub fn time_finetune_loop(
     model: BertForSequenceClassification,
-    vocab: usize,
-    batch: usize,
-    seq_len: usize,
-    steps: usize,
+    shape: LoopShape,
     device: &Device,
     progress: crate::progress::ProgressTarget,
 ) -> Result<f64> {
+    let LoopShape { vocab, batch, seq_len, steps } = shape;
     let split = |n: usize| crate::EncodedSplit {
         docs: (0..n).map(|i| vec![synthetic_sequence(i, seq_len, vocab)]).collect(),
         labels: (0..n).map(|i| i % 2).collect(),
@@ -154,19 +162,16 @@ pub fn time_finetune_loop(
 
 /// Milliseconds per optimizer step of the real pre-training loop
 /// ([`crate::pretrain`]: batches masked afresh each step, the schedule, AdamW
-/// with clipping, the loss read back, logging and progress) on `batch`
-/// synthetic sequences of `seq_len` tokens a step: the time of steps
-/// `steps + 1..=2 * steps` (the first `steps` warm up; the held-out
-/// evaluations between them are timed apart by the loop).
+/// with clipping, the loss read back, logging and progress) on synthetic
+/// sequences: the time of steps `steps + 1..=2 * steps` (the first `steps`
+/// warm up; the held-out evaluations between them are timed apart by the loop).
 pub fn time_pretrain_loop(
     model: bertfit_model::BertForMaskedLM,
-    vocab: usize,
-    batch: usize,
-    seq_len: usize,
-    steps: usize,
+    shape: LoopShape,
     device: &Device,
     progress: crate::progress::ProgressTarget,
 ) -> Result<f64> {
+    let LoopShape { vocab, batch, seq_len, steps } = shape;
     use bertfit_data::mlm::Instance;
     let instances = |n: usize, from: usize| -> Vec<Instance> {
         (from..from + n)
