@@ -25,6 +25,8 @@ tch_env := "VIRTUAL_ENV=" + venv + " PATH=" + venv + "/bin:$PATH LIBTORCH_USE_PY
   if BERTFIT_TORCH == default_torch { "" } else { " LIBTORCH_BYPASS_VERSION_CHECK=1" }
 bin := target / "release/bertfit"
 all_backends := "bertfit-cli/flex,bertfit-cli/tch,bertfit-cli/wgpu"
+# The test of `reproduce --slurm` on a one-node Slurm started for it (crates/cli/tests/slurm.rs).
+slurm_test := "a_grid_submitted_to_slurm_gives_the_table_made_without_it"
 
 default:
     @just --list
@@ -77,7 +79,9 @@ test: torch
     cargo fmt --all --check
     python3 tools/import_graph.py > /dev/null
     {{tch_env}} cargo clippy --release --workspace --all-targets --features {{all_backends}} -- -D warnings
-    BERTFIT_PYTHON={{venv}}/bin/python {{tch_env}} cargo test --release --workspace --features {{all_backends}}
+    BERTFIT_PYTHON={{venv}}/bin/python {{tch_env}} cargo test --release --workspace --features {{all_backends}} -- --skip {{slurm_test}}
+    # The one-node Slurm test, its output shown (it says "skipped: no Slurm" where Slurm cannot be had).
+    {{tch_env}} cargo test --release -p bertfit-cli --features {{all_backends}} --test slurm {{slurm_test}} -- --nocapture
 
 # Throughput against HF transformers on the same shapes and thread count, measured in
 # the same sitting (alternating rounds, medians) into results/bench/bench.md.

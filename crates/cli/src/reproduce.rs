@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use bertfit_model::Backend;
-use bertfit_paper::ReproduceOptions;
+use bertfit_paper::{Action, ReproduceOptions, SlurmOptions};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
@@ -58,11 +58,82 @@ pub struct Args {
     /// each worker of `--jobs`, or a cluster's array task, runs.
     #[arg(long, value_name = "ID", conflicts_with_all = ["plan", "list", "jobs", "devices"])]
     run: Option<String>,
+    /// Train only the further pre-training stage of this identity that runs of
+    /// the grid start from, and render nothing: a Slurm stage job's work.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["plan", "list", "jobs", "devices", "run"])]
+    pretrain_stage: Option<String>,
+    /// Write the table, claims and plots from the runs finished so far; train
+    /// nothing (what the render job of `--slurm` runs).
+    #[arg(long, conflicts_with_all = ["plan", "list", "run", "pretrain_stage"])]
+    render: bool,
+    /// Where each run of the grid stands: done, running (where, which Slurm
+    /// job), queued, failed (its log's path and last line), missing.
+    #[arg(long, conflicts_with_all = ["plan", "list", "run", "pretrain_stage", "render"])]
+    status: bool,
+    /// Hand the runs still to do to Slurm: a job array with one task per run
+    /// (after the further pre-training stages they start from), then a job
+    /// that renders the table once every task succeeded. Writes the scripts
+    /// to results/NAME/slurm/ and prints the job ids.
+    #[arg(long, conflicts_with_all = ["plan", "list", "run", "pretrain_stage", "render", "status"])]
+    slurm: bool,
+    #[command(flatten)]
+    cluster: SlurmArgs,
     /// Train nothing: print the runs, what they would fetch (with sizes), their
     /// training tokens, the disk they need and an estimated wall time from a
     /// short probe of the backend.
     #[arg(long)]
     plan: bool,
+}
+
+/// What `--slurm` asks of the cluster for each run.
+#[derive(clap::Args, Debug, Clone)]
+struct SlurmArgs {
+    /// With --slurm: the partition to run in.
+    #[arg(long, requires = "slurm")]
+    partition: Option<String>,
+    /// With --slurm: GPUs for each run (`--gres=gpu:N`; use with `--backend tch-cuda`).
+    #[arg(long, requires = "slurm", default_value_t = 0)]
+    gpus_per_run: u32,
+    /// With --slurm: CPU cores for each run.
+    #[arg(long, requires = "slurm")]
+    cpus_per_run: Option<u32>,
+    /// With --slurm: each run's time limit, in Slurm's format (`4:00:00`).
+    #[arg(long, requires = "slurm")]
+    time: Option<String>,
+    /// With --slurm: at most K runs at once (Slurm's `--array=...%K`).
+    #[arg(long, requires = "slurm", value_name = "K")]
+    array_max: Option<u32>,
+    /// With --slurm: the account to charge.
+    #[arg(long, requires = "slurm")]
+    account: Option<String>,
+    /// With --slurm: a further `#SBATCH` argument for every job, as sbatch
+    /// takes it (`--sbatch-arg=--mem=32G`); repeatable.
+    #[arg(long = "sbatch-arg", requires = "slurm", value_name = "ARG", allow_hyphen_values = true)]
+    sbatch_args: Vec<String>,
+    /// With --slurm: print the scripts and the submissions; write and submit nothing.
+    #[arg(long, requires = "slurm")]
+    dry_run: bool,
+}
+
+/// What the invocation does with the grid, from its flags (clap keeps them apart).
+fn action(run: Option<String>, stage: Option<String>, render: bool, status: bool, slurm: Option<SlurmArgs>) -> Action {
+    match (run, stage, slurm) {
+        (Some(id), _, _) => Action::OnlyRun(id),
+        (_, Some(id), _) => Action::OnlyStage(id),
+        (_, _, Some(s)) => Action::Slurm(SlurmOptions {
+            partition: s.partition,
+            gpus_per_run: s.gpus_per_run,
+            cpus_per_run: s.cpus_per_run,
+            time: s.time,
+            array_max: s.array_max,
+            account: s.account,
+            sbatch_args: s.sbatch_args,
+            dry_run: s.dry_run,
+        }),
+        _ if status => Action::Status,
+        _ if render => Action::Render,
+        _ => Action::TrainAndRender,
+    }
 }
 
 /// `--backend` and `--devices`: the backend of every cell, and the GPUs to
@@ -105,7 +176,7 @@ pub fn run(args: Args) -> Result<()> {
         quiet: args.quiet,
         jobs: args.jobs,
         devices,
-        only_run: args.run,
+        action: action(args.run, args.pretrain_stage, args.render, args.status, args.slurm.then_some(args.cluster)),
     };
     options.check()?;
     match args.name {

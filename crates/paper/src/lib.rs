@@ -7,6 +7,7 @@
 
 pub mod bundle;
 pub mod claims;
+pub mod cluster;
 pub mod compare;
 pub mod experiment;
 pub mod grid;
@@ -22,10 +23,11 @@ pub mod report;
 pub mod reproduce;
 pub mod runs;
 pub mod stats;
+pub mod status;
 pub mod table;
 pub mod workers;
 
 pub use list::list;
-pub use options::ReproduceOptions;
+pub use options::{Action, ReproduceOptions, SlurmOptions};
 pub use plan_report::plan_report;
 pub use reproduce::reproduce;

@@ -16,17 +16,22 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use bertfit_run::run_lock::{Claim, claim};
-use bertfit_run::{Predictions, RunMetrics, RunOptions, execute, predictions_path, stop_after_steps, summary, write_atomic};
+use bertfit_run::{
+    Predictions, PreparedPretrain, RunMetrics, RunOptions, execute, predictions_path, pretrain_stage, stop_after_steps, summary,
+    write_atomic,
+};
 use bertfit_train::progress::{Progress, ProgressTarget};
 use indicatif::MultiProgress;
 
+use crate::cluster::submit;
 use crate::compare::{ResultSet, compare};
 use crate::grid::{Grid, known, load_experiment};
 use crate::index::write_index;
-use crate::options::ReproduceOptions;
+use crate::options::{Action, ReproduceOptions};
 use crate::plan::{Planned, plan};
 use crate::report::{CellState, Report};
 use crate::runs::{Outcome, Runs, run_label};
+use crate::status::status;
 use crate::workers::run_in_workers;
 
 /// Runs experiment `name`, or every one in turn for `all`.
@@ -59,11 +64,28 @@ fn reproduce_one(name: &str, options: &ReproduceOptions, dirs: &[PathBuf]) -> Re
     let grid = Grid::build(name, experiment, file, &options.profile, &options.set, options.seeds)?;
     let planned = plan(&grid, options.backend)?;
     let runs = Runs { dir: options.results.join(name).join("runs") };
-    if let Some(identity) = &options.only_run {
-        return run_only(&grid, &planned, &runs, identity, options);
-    }
-    let todo = runs.to_do(&grid, &planned, options.quiet)?;
-    let outcome = if options.jobs > 1 || !options.devices.is_empty() {
+    let out = output_dir(&options.results, name, &grid.profile_name);
+    let todo = match &options.action {
+        Action::OnlyRun(identity) => return run_only(&grid, &planned, &runs, identity, options),
+        Action::OnlyStage(identity) => return stage_only(&grid, &planned, identity, options),
+        Action::Status => {
+            print!("{}", status(&grid, &planned, &runs, &out)?);
+            return Ok(());
+        }
+        Action::Render => Vec::new(),
+        Action::Slurm(slurm) => {
+            let todo = runs.to_do(&grid, &planned, options.quiet)?;
+            if !todo.is_empty() {
+                return submit(&grid, &planned, &todo, &out, options, slurm);
+            }
+            eprintln!("{name}: every run is done; nothing to submit, the table is rendered here");
+            todo
+        }
+        Action::TrainAndRender => runs.to_do(&grid, &planned, options.quiet)?,
+    };
+    let outcome = if todo.is_empty() {
+        Outcome::default()
+    } else if options.jobs > 1 || !options.devices.is_empty() {
         run_in_workers(&grid, &planned, &todo, &runs, options)?
     } else {
         run_all(&grid, &planned, &todo, &runs, options)?
@@ -75,7 +97,6 @@ fn reproduce_one(name: &str, options: &ReproduceOptions, dirs: &[PathBuf]) -> Re
         eprintln!("{name}: {trained} of {} runs to do trained here{elsewhere}", todo.len());
     }
     let report = Report { grid: &grid, cells, wall_seconds: start.elapsed().as_secs_f64(), trained };
-    let out = output_dir(&options.results, name, &grid.profile_name);
     write_report(&report, &out, options)?;
     if stopped {
         return Ok(());
@@ -123,6 +144,26 @@ fn run_only(grid: &Grid, planned: &[Planned], runs: &Runs, identity: &str, optio
         None => eprintln!("{label}: stopped as BERTFIT_STOP_AFTER_STEPS asked; rerun to resume"),
     }
     Ok(())
+}
+
+/// `--pretrain-stage ID`: trains the further pre-training stage of this
+/// identity that runs of the grid start from (unless the stage cache holds it
+/// finished, or another worker trains it: then it waits for that one); trains
+/// no run and renders nothing.
+fn stage_only(grid: &Grid, planned: &[Planned], identity: &str, options: &ReproduceOptions) -> Result<()> {
+    for run in planned.iter().filter_map(|p| p.run.as_ref().ok()) {
+        let Some(pretrain) = PreparedPretrain::for_run(&run.config, run.backend)? else { continue };
+        if pretrain.identity != identity {
+            continue;
+        }
+        let run_options = RunOptions::from_env(options.quiet, false)?;
+        match pretrain_stage(&pretrain, None, &run_options)? {
+            Some((metrics, _)) => eprintln!("pre-training stage {identity}: {}", bertfit_run::pretrain::summary(&metrics)),
+            None => eprintln!("pre-training stage {identity}: stopped as BERTFIT_STOP_AFTER_STEPS asked; rerun to resume"),
+        }
+        return Ok(());
+    }
+    bail!("{}: no run of its grid (profile {}) starts from a pre-training stage {identity}", grid.file.label, grid.profile_name)
 }
 
 /// Compares the table just written in `out` with the reference's table of the

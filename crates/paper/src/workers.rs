@@ -42,23 +42,8 @@ fn slots(options: &ReproduceOptions) -> Vec<Option<Backend>> {
 fn worker_command(name: &str, identity: &str, backend: Option<Backend>, options: &ReproduceOptions) -> Result<Command> {
     let exe = std::env::current_exe().context("cannot find the bertfit binary to start workers")?;
     let mut command = Command::new(exe);
-    command.args(["reproduce", name, "--run", identity, "--profile", &options.profile]);
-    command.arg("--results").arg(&options.results);
-    if let Some(backend) = backend {
-        command.args(["--backend", &backend.to_string()]);
-    }
-    if let Some(seeds) = options.seeds {
-        command.args(["--seeds", &seeds.to_string()]);
-    }
-    for set in &options.set {
-        command.args(["--set", set]);
-    }
-    if let Some(dir) = &options.experiments {
-        command.arg("--experiments").arg(dir);
-    }
-    if options.keep_models {
-        command.arg("--keep-models");
-    }
+    let grid = ReproduceOptions { backend, ..options.clone() };
+    command.args(["reproduce", name, "--run", identity]).args(grid.grid_args());
     command.env(PARENT_ENV, std::process::id().to_string());
     Ok(command)
 }

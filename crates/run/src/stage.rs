@@ -31,6 +31,11 @@ impl Stage {
         self.dir.join("model")
     }
 
+    /// The lock of the worker training the stage.
+    pub fn lock_path(&self) -> PathBuf {
+        self.dir.with_extension("lock")
+    }
+
     pub fn checkpoints(&self) -> Checkpoints {
         Checkpoints::new(&self.dir.join("checkpoints"))
     }
@@ -50,7 +55,7 @@ impl Stage {
     /// takes it over from one that is gone. The caller checks again whether
     /// it is finished before training it.
     pub fn claim(&self, quiet: bool) -> Result<Lock> {
-        let path = self.dir.with_extension("lock");
+        let path = self.lock_path();
         let mut said = false;
         loop {
             match claim(&path)? {
