@@ -3,10 +3,9 @@
 //! binaries an rpath to the libtorch they were built against, so they run
 //! without LD_LIBRARY_PATH. LIBTORCH (a libtorch dir) or LIBTORCH_USE_PYTORCH
 //! (the `torch` of `python3` on PATH) say where it is, as for torch-sys; in a
-//! build without either, nothing is added.
-//!
-//! It also records the commit the crate is built from (`BERTFIT_COMMIT`,
-//! `-dirty` when tracked files differ from it), which results report.
+//! build without either, nothing is added. It watches only those settings, so
+//! a change to the source reruns none of these scripts (the commit is stamped
+//! by the `bertfit` binary's own build, `crates/cli/build.rs`).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -21,31 +20,7 @@ fn libtorch_lib() -> Option<PathBuf> {
     out.status.success().then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
 
-/// `git rev-parse --short=12 HEAD`, with `-dirty` for uncommitted changes to tracked files.
-fn commit() -> String {
-    let git = |args: &[&str]| {
-        Command::new("git")
-            .args(args)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    };
-    match git(&["rev-parse", "--short=12", "HEAD"]) {
-        Some(hash) => match git(&["status", "--porcelain", "--untracked-files=no"]) {
-            Some(changes) if changes.is_empty() => hash,
-            _ => format!("{hash}-dirty"),
-        },
-        None => "unknown".into(),
-    }
-}
-
 pub fn main() {
-    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("../..");
-    for watched in [".git/HEAD", ".git/index", "crates", "Cargo.toml", "Cargo.lock"] {
-        println!("cargo:rerun-if-changed={}", root.join(watched).display());
-    }
-    println!("cargo:rustc-env=BERTFIT_COMMIT={}", commit());
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-env-changed=LIBTORCH_USE_PYTORCH");
     println!("cargo:rerun-if-env-changed=PYTHON_SYS_EXECUTABLE");

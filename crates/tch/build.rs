@@ -1,5 +1,5 @@
-//! bertfit-tch's build: the one the workspace's LibTorch crates share (rpath,
-//! commit), and with the `libtorch` feature the LibTorch version compiled
+//! bertfit-tch's build: the one the workspace's LibTorch crates share (the
+//! rpath), and with the `libtorch` feature the LibTorch version compiled
 //! against (`BERTFIT_LIBTORCH_VERSION`, from its headers) and the C++ shim in `csrc/` (the
 //! optimizer's multi-tensor kernels, which tch does not bind), compiled
 //! against the libtorch torch-sys links (`DEP_TCH_LIBTORCH_LIB`) with its C++ ABI.

@@ -83,6 +83,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    bertfit_run::set_commit(env!("BERTFIT_COMMIT"));
     let result = match Cli::parse().command {
         Command::Encode(args) => encode::run(args),
         Command::Bench(args) => bench::run(args),

@@ -10,7 +10,7 @@ use bertfit_run::{PreparedPretrain, PretrainMetrics, PretrainRunConfig, finished
 use crate::job_args::JobArgs;
 
 pub fn run(args: JobArgs) -> Result<()> {
-    let config: PretrainRunConfig = bertfit_data::catalogue::read_toml(&args.config)?;
+    let config = PretrainRunConfig::from_file(&args.config)?;
     let out = args.out("results/pretrain");
     let prepared = PreparedPretrain::prepare(&config, args.backend).with_context(|| args.config.display().to_string())?;
     if let Some(done) = finished::<PretrainMetrics>(&out, &prepared.identity, "pre-training")? {

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use bertfit_data::{BertTokenizer, Dataset, catalogue, stats};
+use bertfit_data::{BertTokenizer, Dataset, catalogue, dataset_stats};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -32,13 +32,13 @@ pub fn run(args: Args) -> Result<()> {
         if dataset.provenance.skipped_empty > 0 {
             eprintln!("{name}: skipped {} empty texts", dataset.provenance.skipped_empty);
         }
-        rows.push(stats::compute(&dataset, &tokenizer)?);
+        rows.push(dataset_stats::compute(&dataset, &tokenizer)?);
     }
     let tokenizer_name = match &args.model {
         Some(dir) => dir.display().to_string(),
         None => "all-MiniLM-L6-v2 (BERT-base uncased vocabulary)".to_string(),
     };
-    let table = stats::markdown(&rows, &tokenizer_name);
+    let table = dataset_stats::markdown(&rows, &tokenizer_name);
     print!("{table}");
     std::fs::create_dir_all(&args.out)?;
     let path = args.out.join(format!("{}.md", args.datasets.iter().map(|n| n.replace(['/', '.'], "_")).collect::<Vec<_>>().join("+")));

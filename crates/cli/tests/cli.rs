@@ -187,15 +187,26 @@ fn bad_run_configs_get_one_line_errors() {
     assert_clean_error(&no_model, "bertfit.json");
 }
 
+/// The Python with torch and transformers that `BERTFIT_PYTHON` names (`just
+/// test` sets it to the project venv's). Without it the check is skipped, said
+/// on stderr; under `CI`, where `just test` always sets it, that is a failure.
+fn hf_python(check: &str) -> Option<String> {
+    match std::env::var("BERTFIT_PYTHON") {
+        Ok(python) => Some(python),
+        Err(_) => {
+            assert!(std::env::var_os("CI").is_none(), "BERTFIT_PYTHON is not set, and CI must run {check}");
+            eprintln!("skipped: {check} (BERTFIT_PYTHON is not set; `just test` sets it)");
+            None
+        }
+    }
+}
+
 /// The exported model against HF transformers (tools/check_hf_classifier.py),
 /// when `BERTFIT_PYTHON` names a Python with torch and transformers (`just
 /// test` sets it to the project venv's).
 #[test]
 fn exported_classifier_loads_in_hf_transformers() {
-    let Ok(python) = std::env::var("BERTFIT_PYTHON") else {
-        eprintln!("BERTFIT_PYTHON is not set: HF load check not run (`just test` runs it)");
-        return;
-    };
+    let Some(python) = hf_python("the HF load check") else { return };
     let dir = tempfile::tempdir().unwrap();
     tiny_model(dir.path());
     let config = run_toml(dir.path(), dir.path(), &toy_dataset(dir.path()), "");
@@ -864,10 +875,7 @@ fn assert_same_curve(resumed: &Path, whole: &Path) {
 /// HF transformers' BertForMaskedLM on the pre-trained `whole` gives our logits
 /// (when BERTFIT_PYTHON names a Python with it).
 fn check_mlm_in_hf_transformers(whole: &Path, dir: &Path) {
-    let Ok(python) = std::env::var("BERTFIT_PYTHON") else {
-        eprintln!("BERTFIT_PYTHON is not set: HF BertForMaskedLM check not run (`just test` runs it)");
-        return;
-    };
+    let Some(python) = hf_python("the HF BertForMaskedLM check") else { return };
     let config = bertfit_model::BertConfig::from_file(&whole.join("config.json")).unwrap();
     let device = Device::flex();
     let (model, _) = bertfit_model::BertForMaskedLM::from_pretrained(whole, &config, false, &device).unwrap();

@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::assets::{self, sha256_file};
 use crate::download::Pinned;
+use crate::paths::{data_root, portable_path};
+use crate::settings::{parse_toml, read_toml};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -175,28 +177,6 @@ pub enum Format {
         label_base: i64,
         filter: Option<RowFilter>,
     },
-}
-
-/// The data root for local copies: `$BERTFIT_DATA_ROOT`, else `datasets/local`.
-pub fn data_root() -> PathBuf {
-    std::env::var_os("BERTFIT_DATA_ROOT").filter(|v| !v.is_empty()).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("datasets/local"))
-}
-
-/// `path` as results record it, naming no machine's folders: under the cache
-/// `$BERTFIT_CACHE/...`, under the data root `$BERTFIT_DATA_ROOT/...`, under
-/// the working directory relative to it; any other path as given.
-pub fn portable_path(path: &Path) -> PathBuf {
-    let canonical = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
-    let full = canonical(path);
-    for (name, root) in [("$BERTFIT_CACHE", assets::cache_dir()), ("$BERTFIT_DATA_ROOT", data_root())] {
-        if let Ok(rest) = full.strip_prefix(canonical(&root)) {
-            return Path::new(name).join(rest);
-        }
-    }
-    match std::env::current_dir().ok().and_then(|cwd| full.strip_prefix(canonical(&cwd)).ok().map(Path::to_path_buf)) {
-        Some(rest) => rest,
-        None => path.to_path_buf(),
-    }
 }
 
 impl ResolvedFile {
@@ -466,29 +446,6 @@ pub fn known() -> Vec<String> {
     names.sort();
     names.dedup();
     names
-}
-
-/// Parses TOML `text` into `T`; a parse error (an unknown key among them) is
-/// one line: `LABEL:LINE:COLUMN: message`, LABEL naming the file.
-pub fn parse_toml<T: serde::de::DeserializeOwned>(text: &str, label: &str) -> Result<T> {
-    toml::from_str(text).map_err(|e| {
-        let place = e.span().map(|span| line_column(text, span.start)).map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default();
-        anyhow::anyhow!("{label}{place}: {}", e.message().trim().replace('\n', " "))
-    })
-}
-
-/// 1-based line and column of byte `offset` in `text`.
-pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-    (line, column)
-}
-
-/// Reads a TOML file into `T`; errors as [`parse_toml`], naming the file.
-pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    parse_toml(&text, &path.display().to_string())
 }
 
 /// The spec of a dataset by name (a folder's `NAME.toml`, else the built-in

@@ -27,7 +27,7 @@ pub struct Provenance {
 }
 
 impl Provenance {
-    /// The same, its files named by [`crate::catalogue::portable_path`].
+    /// The same, its files named by [`crate::paths::portable_path`].
     pub fn portable(&self) -> Self {
         Self { files: self.files.iter().map(|f| f.portable()).collect(), ..self.clone() }
     }

@@ -1,15 +1,18 @@
 //! bertfit-data: the dataset catalogue and readers, splits, tokenization,
-//! long-text strategies, batching and MLM masking. Knows nothing of models.
+//! long-text strategies, batching and MLM masking; and the project's TOML
+//! settings files and their errors (`settings`). Knows nothing of models.
 
 pub mod assets;
 pub mod batching;
 pub mod catalogue;
 pub mod dataset;
+pub mod dataset_stats;
 pub mod download;
 pub mod mlm;
+pub mod paths;
 pub mod readers;
+pub mod settings;
 pub mod splits;
-pub mod stats;
 pub mod tokenize;
 pub mod truncation;
 

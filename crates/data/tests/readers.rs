@@ -162,8 +162,7 @@ fn csv_tsv_jsonl_parquet_tables_with_filter() {
     let tsv = write(dir.path(), "t.tsv", b"text\tlabel\tsource\ngood, \"really\"\tpos\ta\nbad\tneg\ta\n");
     let tsv_spec = table_spec("tsv", "name");
     // TSV fields here are unquoted; polars keeps the inner quotes as text.
-    let out = read_split(&tsv_spec, &tsv);
-    assert!(out.is_ok(), "{:?}", out.err());
+    assert_eq!(plain(&read_split(&tsv_spec, &tsv).unwrap().examples), expected);
     let jsonl = write(dir.path(), "t.jsonl", b"{\"text\": \"good, \\\"really\\\"\", \"label\": 1, \"source\": \"a\"}\n{\"text\": \"x\", \"label\": 1, \"source\": \"b\"}\n{\"text\": \"bad\", \"label\": 0, \"source\": \"a\"}\n");
     assert_eq!(plain(&read_split(&table_spec("jsonl", "index"), &jsonl).unwrap().examples), expected);
     let parquet = dir.path().join("t.parquet");
@@ -222,25 +221,31 @@ fn use_local_copies_when_present() {
 
 /// A split of a catalogue dataset from its sources in order (a local copy,
 /// else its pinned download into the cache); `None` when neither is at hand
-/// (offline, no copy), which fails the test under BERTFIT_REQUIRE_REAL_DATA=1.
+/// (offline, no copy): the test then prints "skipped: ..." (`just test` runs
+/// the `real_data_` tests with their output shown), and fails under
+/// BERTFIT_REQUIRE_REAL_DATA=1.
 fn real_split(spec: &DatasetSpec, split: &str) -> Option<Vec<Example>> {
     let sources = if split == "train" { &spec.train } else { spec.test.as_ref().unwrap() };
     match sources.resolve(&spec.name, split) {
         Ok(file) => Some(read_split(spec, &file.path).unwrap().examples),
         Err(e) if catalogue::unavailable(&e).is_some() && std::env::var_os("BERTFIT_REQUIRE_REAL_DATA").is_none() => {
-            eprintln!("skipped: {e:#} (BERTFIT_REQUIRE_REAL_DATA=1 makes this a failure)");
+            println!("skipped: {} {split}: {e:#} (BERTFIT_REQUIRE_REAL_DATA=1 makes this a failure)", spec.name);
             None
         }
         Err(e) => panic!("{e:#}"),
     }
 }
 
+fn counts(examples: &[Example], classes: usize) -> Vec<usize> {
+    (0..classes).map(|c| examples.iter().filter(|e| e.label == c).count()).collect()
+}
+
 #[test]
-fn real_trec_and_ag_news_test() {
+fn real_data_trec() {
     use_local_copies_when_present();
     let trec = catalogue::find("trec").unwrap();
     let (Some(train), Some(test)) = (real_split(&trec, "train"), real_split(&trec, "test")) else { return };
-    let counts = |ex: &[Example]| (0..6).map(|c| ex.iter().filter(|e| e.label == c).count()).collect::<Vec<_>>();
+    let counts = |ex: &[Example]| counts(ex, 6);
     assert_eq!(counts(&train), vec![86, 1162, 1250, 1223, 835, 896]);
     assert_eq!(counts(&test), vec![9, 138, 94, 65, 81, 113]);
     // The quirks are kept: the lone 0xF0 byte (line 66), the POS-tagged line 80.
@@ -251,10 +256,14 @@ fn real_trec_and_ag_news_test() {
     if origin.starts_with("local ") {
         assert_eq!(origin, "local $BERTFIT_DATA_ROOT/trec/train_5500.label");
     }
+}
 
+#[test]
+fn real_data_ag_news_test() {
+    use_local_copies_when_present();
     let ag = catalogue::find("ag_news").unwrap();
     let Some(test) = real_split(&ag, "test") else { return };
-    assert_eq!(counts(&test)[..4], [1900, 1900, 1900, 1900]);
+    assert_eq!(counts(&test, 4), [1900, 1900, 1900, 1900]);
     assert!(test.iter().all(|e| !e.text.contains("\\n")));
 
     // The small AG set: train and test carved from test.csv, stratified and recorded.

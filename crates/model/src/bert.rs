@@ -14,9 +14,9 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use bertfit_tch::{Activation as FusedActivation, BlockParams};
+use bertfit_tch::BlockParams;
 
-use crate::config::{BertConfig, HiddenAct};
+use crate::config::{Activation, BertConfig};
 
 /// One batch of token ids. `attention_mask` is 1 for real tokens, 0 for padding
 /// (HF convention); `token_type_ids` defaults to all zeros.
@@ -211,36 +211,12 @@ impl BertAttention {
     }
 }
 
-/// Activation by `hidden_act`, kept as a plain value in the module.
-#[derive(Module, Debug)]
-pub struct Activation {
-    kind: u8,
-}
-
-impl Activation {
-    pub(crate) fn new(act: HiddenAct) -> Self {
-        let kind = match act {
-            HiddenAct::Gelu => 0,
-            HiddenAct::GeluTanh => 1,
-            HiddenAct::Relu => 2,
-        };
-        Self { kind }
-    }
-
-    pub(crate) fn kind(&self) -> HiddenAct {
-        match self.kind {
-            0 => HiddenAct::Gelu,
-            1 => HiddenAct::GeluTanh,
-            _ => HiddenAct::Relu,
-        }
-    }
-
-    pub(crate) fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        match self.kind() {
-            HiddenAct::Gelu => gelu(x),
-            HiddenAct::GeluTanh => gelu_approximate(x),
-            HiddenAct::Relu => relu(x),
-        }
+/// `hidden_act` applied to `x`, as HF's `ACT2FN` computes it.
+pub(crate) fn activate<const D: usize>(act: Activation, x: Tensor<D>) -> Tensor<D> {
+    match act {
+        Activation::Gelu => gelu(x),
+        Activation::GeluNew | Activation::GeluPytorchTanh => gelu_approximate(x),
+        Activation::Relu => relu(x),
     }
 }
 
@@ -248,6 +224,8 @@ impl Activation {
 #[derive(Module, Debug)]
 pub struct BertIntermediate {
     pub dense: Linear,
+    /// `hidden_act`: no weights, a setting of the module.
+    #[module(skip)]
     pub intermediate_act_fn: Activation,
 }
 
@@ -255,12 +233,12 @@ impl BertIntermediate {
     pub fn new(config: &BertConfig, device: &Device) -> Self {
         Self {
             dense: linear(config.hidden_size, config.intermediate_size, config.initializer_range, device),
-            intermediate_act_fn: Activation::new(config.act()),
+            intermediate_act_fn: config.hidden_act,
         }
     }
 
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.intermediate_act_fn.forward(self.dense.forward(x))
+        activate(self.intermediate_act_fn, self.dense.forward(x))
     }
 }
 
@@ -310,11 +288,7 @@ impl BertLayer {
             attention_norm: &attention.output.LayerNorm,
             attention_norm_eps: attention.output.layer_norm_eps,
             intermediate: &self.intermediate.dense,
-            activation: match self.intermediate.intermediate_act_fn.kind() {
-                HiddenAct::Gelu => FusedActivation::Gelu,
-                HiddenAct::GeluTanh => FusedActivation::GeluTanh,
-                HiddenAct::Relu => FusedActivation::Relu,
-            },
+            activation: self.intermediate.intermediate_act_fn,
             output: &self.output.dense,
             output_norm: &self.output.LayerNorm,
             output_norm_eps: self.output.layer_norm_eps,

@@ -8,23 +8,24 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-/// Activation of the feed-forward block (`hidden_act` in HF).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HiddenAct {
-    /// Exact GELU, `x * Φ(x)` with erf (HF `"gelu"`).
-    Gelu,
-    /// Tanh approximation of GELU (HF `"gelu_new"`, `"gelu_pytorch_tanh"`).
-    GeluTanh,
-    Relu,
-}
+pub use bertfit_tch::Activation;
 
-impl HiddenAct {
-    pub fn parse(name: &str) -> Result<Self> {
-        Ok(match name {
-            "gelu" => Self::Gelu,
-            "gelu_new" | "gelu_pytorch_tanh" => Self::GeluTanh,
-            "relu" => Self::Relu,
-            other => bail!("unsupported hidden_act {other:?} (supported: \"gelu\", \"gelu_new\", \"gelu_pytorch_tanh\", \"relu\")"),
+/// `hidden_act` read and written by its HF name; an unknown name is an error
+/// that names the key and the names there are.
+mod hidden_act {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    use super::Activation;
+
+    pub fn serialize<S: Serializer>(act: &Activation, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(act.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Activation, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Activation::from_name(&name).ok_or_else(|| {
+            let known: Vec<String> = Activation::ALL.iter().map(|a| format!("{:?}", a.name())).collect();
+            D::Error::custom(format!("unsupported hidden_act {name:?} (supported: {})", known.join(", ")))
         })
     }
 }
@@ -41,8 +42,8 @@ fn default_type_vocab() -> usize {
 fn default_position_type() -> String {
     "absolute".into()
 }
-fn default_act() -> String {
-    "gelu".into()
+fn default_act() -> Activation {
+    Activation::Gelu
 }
 fn default_init_range() -> f64 {
     0.02
@@ -55,8 +56,8 @@ pub struct BertConfig {
     pub num_hidden_layers: usize,
     pub num_attention_heads: usize,
     pub intermediate_size: usize,
-    #[serde(default = "default_act")]
-    pub hidden_act: String,
+    #[serde(default = "default_act", with = "hidden_act")]
+    pub hidden_act: Activation,
     #[serde(default = "default_dropout")]
     pub hidden_dropout_prob: f64,
     #[serde(default = "default_dropout")]
@@ -94,7 +95,6 @@ impl BertConfig {
         {
             bail!("model_type {model_type:?} is not a BERT; only \"bert\" is supported");
         }
-        HiddenAct::parse(&self.hidden_act).context("key hidden_act")?;
         if self.position_embedding_type != "absolute" {
             bail!("unsupported position_embedding_type {:?} (only \"absolute\")", self.position_embedding_type);
         }
@@ -125,10 +125,6 @@ impl BertConfig {
             bail!("key layer_norm_eps must be positive");
         }
         Ok(())
-    }
-
-    pub fn act(&self) -> HiddenAct {
-        HiddenAct::parse(&self.hidden_act).expect("validated config")
     }
 
     pub fn head_dim(&self) -> usize {
@@ -169,7 +165,7 @@ impl BertConfig {
             num_hidden_layers: 2,
             num_attention_heads: 4,
             intermediate_size: 64,
-            hidden_act: "gelu".into(),
+            hidden_act: Activation::Gelu,
             hidden_dropout_prob: 0.1,
             attention_probs_dropout_prob: 0.1,
             max_position_embeddings: 128,

@@ -3,10 +3,10 @@
 
 pub mod backend;
 pub mod bert;
+pub mod bert_feat;
 pub mod chunk_pool;
 pub mod classifier;
 pub mod config;
-pub mod feat;
 pub mod features;
 pub mod mlm;
 pub mod weights;
@@ -18,9 +18,9 @@ pub use weights::{
     EncoderPrefix, LoadReport, WeightsDtype, load_hf_weights, save_hf_weights, save_hf_weights_as, stored_dtype, weights_file,
 };
 
+pub use bert_feat::{BertFeatClassifier, FeatConfig};
 pub use chunk_pool::{AttentionPool, ChunkPool};
 pub use classifier::{BertForMultiTask, BertForSequenceClassification, HeadConfig};
-pub use feat::{BertFeatClassifier, FeatConfig};
 pub use features::{Combine, Features, LayerSet, Tokens};
 pub use mlm::{BertForMaskedLM, PretrainingOutput};
 

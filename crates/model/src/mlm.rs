@@ -22,14 +22,16 @@ use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, Linear};
 use burn::tensor::{Device, Int, Tensor};
 
-use crate::bert::{Activation, BertInput, BertModel, layer_norm, linear};
-use crate::config::BertConfig;
+use crate::bert::{BertInput, BertModel, activate, layer_norm, linear};
+use crate::config::{Activation, BertConfig};
 use crate::weights::{EncoderPrefix, LoadReport, load_hf_weights};
 
 /// `BertPredictionHeadTransform`: dense, activation, LayerNorm.
 #[derive(Module, Debug)]
 pub struct BertPredictionHeadTransform {
     pub dense: Linear,
+    /// `hidden_act`: no weights, a setting of the module.
+    #[module(skip)]
     pub transform_act_fn: Activation,
     pub LayerNorm: LayerNorm,
 }
@@ -75,7 +77,7 @@ impl BertForMaskedLM {
                 predictions: BertLMPredictionHead {
                     transform: BertPredictionHeadTransform {
                         dense: linear(h, h, std, device),
-                        transform_act_fn: Activation::new(config.act()),
+                        transform_act_fn: config.hidden_act,
                         LayerNorm: layer_norm(config, device),
                     },
                     bias: Param::from_tensor(Tensor::zeros([config.vocab_size], device)),
@@ -104,7 +106,7 @@ impl BertForMaskedLM {
     fn project(&self, hidden: Tensor<2>) -> Tensor<2> {
         let p = &self.cls.predictions;
         let t = &p.transform;
-        let x = t.LayerNorm.forward(t.transform_act_fn.forward(t.dense.forward(hidden)));
+        let x = t.LayerNorm.forward(activate(t.transform_act_fn, t.dense.forward(hidden)));
         let [n, _] = x.dims();
         let vocab = p.bias.dims()[0];
         x.matmul(self.decoder_weight().transpose()) + p.bias.val().reshape([1, vocab]).expand([n, vocab])

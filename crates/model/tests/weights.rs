@@ -164,11 +164,20 @@ fn truncated_file_and_missing_directory_are_clear_errors() {
 fn config_errors_name_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.json");
-    let mut config = BertConfig::tiny(40);
-    config.hidden_act = "swish".into();
-    config.save(&path, "BertModel").unwrap();
+    BertConfig::tiny(40).save(&path, "BertModel").unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("\"gelu\"", "\"swish\"")).unwrap();
     let err = format!("{:#}", BertConfig::from_file(&path).unwrap_err());
-    assert!(err.contains("hidden_act") && err.contains("swish"), "{err}");
+    assert!(err.contains("hidden_act") && err.contains("swish") && err.contains("config.json"), "{err}");
+
+    // Every name HF gives an activation reads, and is written back as it was.
+    for name in ["gelu", "gelu_new", "gelu_pytorch_tanh", "relu"] {
+        std::fs::write(&path, text.replace("\"gelu\"", &format!("{name:?}"))).unwrap();
+        let config = BertConfig::from_file(&path).unwrap();
+        assert_eq!(config.hidden_act.name(), name);
+        config.save(&path, "BertModel").unwrap();
+        assert!(std::fs::read_to_string(&path).unwrap().contains(&format!("\"hidden_act\": {name:?}")));
+    }
 
     let mut config = BertConfig::tiny(40);
     config.num_attention_heads = 5;

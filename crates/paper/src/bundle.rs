@@ -24,7 +24,8 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 use bertfit_data::assets::cache_dir;
-use bertfit_data::catalogue::{self, data_root};
+use bertfit_data::catalogue;
+use bertfit_data::paths::data_root;
 
 use crate::grid::{Grid, load_experiment};
 use crate::options::ReproduceOptions;

@@ -9,13 +9,13 @@
 //! seed variation was measured, and whether the paper's own single-run numbers
 //! separate the cells at its test size.
 
+use crate::cell_stats::{Stats, thousands, unconverged};
 use crate::experiment::{Across, AxisValue, Claim, ClaimTest};
 use crate::inference::{
     ALPHA, Difference, Method, Outcomes, binomial_z, detectable, holm, mcnemar_difference, normal_quantile, normal_upper_tail, paired,
     trend, unpaired,
 };
 use crate::report::{Report, Tested};
-use crate::stats::{Stats, thousands, unconverged};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {

@@ -214,7 +214,7 @@ impl Submission {
              `bash {}` submits it again with its dependencies.\n",
             self.name,
             env!("CARGO_PKG_VERSION"),
-            env!("BERTFIT_COMMIT"),
+            bertfit_run::commit(),
             self.dir.join("submit.sh").display()
         );
         let mut line = |arg: String| {

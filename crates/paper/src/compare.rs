@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use bertfit_run::{Predictions, RunMetrics, finished};
 
+use crate::cell_stats::Stats;
 use crate::inference::{Difference, paired, unpaired};
 use crate::report::{Tested, load_predictions};
-use crate::stats::Stats;
 
 /// A cell's finished runs, each with its test predictions (if it kept them).
 pub type CellRuns = Vec<(RunMetrics, Option<Predictions>)>;

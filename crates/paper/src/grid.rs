@@ -6,8 +6,8 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
+use bertfit_data::settings::InvalidSetting;
 use bertfit_run::RunConfig;
-use bertfit_train::InvalidSetting;
 
 use crate::experiment::{AxisValue, Experiment, Profile};
 use crate::overrides::{Layered, SourceFile, parse_cli_set};
@@ -75,7 +75,7 @@ pub fn load_experiment(name: &str, dirs: &[PathBuf]) -> Result<(Experiment, Sour
             None => bail!("unknown experiment {name:?}; the experiments are: {}", known(dirs).join(", ")),
         },
     };
-    let experiment: Experiment = bertfit_data::catalogue::parse_toml(&file.text, &file.label)?;
+    let experiment: Experiment = bertfit_data::settings::parse_toml(&file.text, &file.label)?;
     if let Err(e) = experiment.validate() {
         let message = format!("{e:#}");
         // A claim's error names the file's line of its [[claims]] table.

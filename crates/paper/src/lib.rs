@@ -6,6 +6,7 @@
 //! knows experiments, profiles and results folders.
 
 pub mod bundle;
+pub mod cell_stats;
 pub mod claims;
 pub mod cluster;
 pub mod compare;
@@ -22,7 +23,6 @@ pub mod plots;
 pub mod report;
 pub mod reproduce;
 pub mod runs;
-pub mod stats;
 pub mod status;
 pub mod table;
 pub mod workers;

@@ -6,7 +6,7 @@
 //! `--set` argument.
 
 use anyhow::{Result, anyhow, bail};
-use bertfit_data::catalogue::line_column;
+use bertfit_data::settings::line_column;
 use serde::de::DeserializeOwned;
 
 /// A TOML file's name and text, to turn byte offsets into lines.

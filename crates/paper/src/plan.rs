@@ -9,11 +9,11 @@ use std::path::Path;
 
 use anyhow::{Result, bail};
 use bertfit_data::catalogue;
+use bertfit_data::settings::invalid_setting;
 use bertfit_model::Backend;
 use bertfit_run::model_source::model_unavailable;
 use bertfit_run::task::load_dataset;
 use bertfit_run::{DataConfig, PreparedRun, RunConfig};
-use bertfit_train::invalid_setting;
 
 use crate::grid::Grid;
 
@@ -70,7 +70,7 @@ pub fn plan(grid: &Grid, backend: Option<Backend>) -> Result<Vec<Planned>> {
                             ("train", dataset.train.len(), "data.train_subset"),
                         ] {
                             if len == 0 {
-                                let e = bertfit_train::InvalidSetting::new(key, format!("the {split} split of {name} is empty"));
+                                let e = bertfit_data::settings::InvalidSetting::new(key, format!("the {split} split of {name} is empty"));
                                 return Err(cell.invalid(&grid.file, e));
                             }
                         }

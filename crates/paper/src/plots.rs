@@ -13,9 +13,9 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
+use crate::cell_stats::Stats;
 use crate::experiment::Figure;
 use crate::report::Report;
-use crate::stats::Stats;
 
 const SIZE: (u32, u32) = (1000, 600);
 const FONT: &str = "sans-serif";

@@ -6,9 +6,9 @@ use std::path::Path;
 use anyhow::Result;
 use bertfit_run::{Predictions, RunMetrics, predictions_path, read_predictions};
 
+use crate::cell_stats::Stats;
 use crate::grid::Grid;
 use crate::inference::Outcomes;
-use crate::stats::Stats;
 
 /// What one cell holds.
 #[derive(Debug, Clone)]

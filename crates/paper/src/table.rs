@@ -5,9 +5,9 @@
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
+use crate::cell_stats::{Stats, thousands};
 use crate::claims::{Verdict, judge};
 use crate::report::{CellState, Report};
-use crate::stats::{Stats, thousands};
 
 /// A cell's error in percent: `mean ± spread`, `*` when the spread is the
 /// binomial standard error of one seed.
@@ -243,7 +243,7 @@ fn unconverged_lines(report: &Report) -> Vec<String> {
     let mut lines = Vec::new();
     for (r, row) in grid.rows.iter().enumerate() {
         for (c, column) in grid.columns.iter().enumerate() {
-            if let Some(u) = crate::stats::unconverged(report.runs(r, c)) {
+            if let Some(u) = crate::cell_stats::unconverged(report.runs(r, c)) {
                 let at = if grid.columns.len() > 1 { format!(" / {}", column.label) } else { String::new() };
                 lines.push(format!("{}{at}: {} of {} seeds (seed {}: {})", row.label, u.count, u.scored, u.seed, u.why));
             }

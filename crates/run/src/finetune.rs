@@ -45,9 +45,10 @@ pub struct PreparedRun {
 
 impl PreparedRun {
     /// Finds the model (fetching the default if needed), checks the settings
-    /// against it and computes the run's identity. `backend` overrides the config's.
+    /// against it and computes the run's identity. `backend` overrides the
+    /// config's. `config` was checked where it was read (`RunConfig::from_file`)
+    /// or built (an experiment's grid); here only what needs the model.
     pub fn prepare(config: &RunConfig, backend: Option<Backend>) -> Result<Self> {
-        config.check()?;
         let backend = resolve_backend(backend, config.backend.as_deref())?;
         let mut config = config.resolved();
         config.training.precision = resolve_precision(config.training.precision, backend)?;
@@ -120,7 +121,7 @@ pub fn execute(run: &PreparedRun, out: &Path, options: &RunOptions) -> Result<Op
     check_vocab(&tokenizer, &run.bert_config, &run.model_dir)?;
     let task = load_task(&config.data, &config.data.dataset, &tokenizer)?;
     if task.splits[1].docs.is_empty() {
-        return Err(bertfit_train::InvalidSetting::new(
+        return Err(bertfit_data::settings::InvalidSetting::new(
             "data.dev_size",
             format!("the dev set of {} is empty: no epoch can be selected", task.dataset.name),
         )
@@ -162,7 +163,7 @@ pub fn execute(run: &PreparedRun, out: &Path, options: &RunOptions) -> Result<Op
         identity: run.identity.clone(),
         results_version: RESULTS_VERSION,
         config: config.clone(),
-        model_dir: bertfit_data::catalogue::portable_path(&run.model_dir),
+        model_dir: bertfit_data::paths::portable_path(&run.model_dir),
         backend: run.backend.identity(),
         commit: commit().to_string(),
         dataset: dataset.provenance.portable(),

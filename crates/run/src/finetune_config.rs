@@ -9,10 +9,11 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use bertfit_data::settings::InvalidSetting;
 use bertfit_data::splits::Subset;
-use bertfit_data::{DatasetSpec, Truncation, catalogue};
+use bertfit_data::{DatasetSpec, Truncation};
 use bertfit_model::{BertConfig, FeatConfig, Features, HeadConfig};
-use bertfit_train::{FinetuneConfig, InvalidSetting};
+use bertfit_train::FinetuneConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::identity::identity;
@@ -170,7 +171,7 @@ impl MultitaskConfig {
 
 impl RunConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
-        let config: Self = catalogue::read_toml(path)?;
+        let config: Self = bertfit_data::settings::read_toml(path)?;
         config.check().with_context(|| path.display().to_string())?;
         Ok(config)
     }
@@ -280,7 +281,7 @@ mod tests {
                 continue;
             }
             if path.file_name().unwrap().to_string_lossy().starts_with("pretrain-") {
-                let _: crate::pretrain_config::PretrainRunConfig = bertfit_data::catalogue::read_toml(&path).unwrap();
+                let _: crate::pretrain_config::PretrainRunConfig = bertfit_data::settings::read_toml(&path).unwrap();
                 pretrain += 1;
             } else {
                 RunConfig::from_file(&path).unwrap();
@@ -309,7 +310,7 @@ mod tests {
     fn out_of_range_settings_name_their_key() {
         let key = |text: &str| {
             let e = parse(text).unwrap_err();
-            bertfit_train::invalid_setting(&e).map(|s| s.key.clone()).unwrap_or_else(|| panic!("{e:#}"))
+            bertfit_data::settings::invalid_setting(&e).map(|s| s.key.clone()).unwrap_or_else(|| panic!("{e:#}"))
         };
         let data = "[data]\ndataset = \"trec\"\n";
         assert_eq!(key(&format!("{data}[training]\nlayerwise = {{ xi = 1.5 }}\n")), "training.layerwise.xi");

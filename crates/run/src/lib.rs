@@ -27,4 +27,4 @@ pub use options::{RunOptions, resolve_backend, stop_after_steps};
 pub use predictions::{Predictions, predictions_path, read_predictions};
 pub use pretrain::{PreparedPretrain, PretrainMetrics, execute_pretrain, pretrain_stage};
 pub use pretrain_config::{Corpus, PretrainRunConfig, PretrainSection};
-pub use results::{commit, finished, write_atomic};
+pub use results::{commit, finished, set_commit, write_atomic};

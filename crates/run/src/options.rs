@@ -2,9 +2,10 @@
 //! runs on; the training loop's control built from them.
 
 use anyhow::{Context, Result};
+use bertfit_data::settings::InvalidSetting;
 use bertfit_model::Backend;
 use bertfit_train::progress::ProgressTarget;
-use bertfit_train::{Checkpoints, InvalidSetting, Precision, RunControl};
+use bertfit_train::{Checkpoints, Precision, RunControl};
 
 #[derive(Clone, Default)]
 pub struct RunOptions {

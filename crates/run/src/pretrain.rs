@@ -58,11 +58,10 @@ impl PretrainRunConfig {
 }
 
 impl PreparedPretrain {
+    /// `config` checked where it was read (`PretrainRunConfig::from_file`) or
+    /// built (a run's `[pretrain]`, checked with the run); here only what
+    /// needs the model: its window.
     pub fn prepare(config: &PretrainRunConfig, backend: Option<Backend>) -> Result<Self> {
-        config.training.check().map_err(|e| e.within("training"))?;
-        if config.datasets.is_empty() {
-            return Err(bertfit_train::InvalidSetting::new("datasets", "names no dataset").into());
-        }
         let backend = resolve_backend(backend, config.backend.as_deref())?;
         let mut config = config.clone();
         config.training.precision = resolve_precision(config.training.precision, backend)?;
@@ -72,7 +71,7 @@ impl PreparedPretrain {
         let model_dir = model_dir(config.model.as_deref())?;
         let bert_config = BertConfig::from_file(&model_dir.join("config.json"))?;
         if config.training.max_len > bert_config.max_position_embeddings {
-            return Err(bertfit_train::InvalidSetting::new(
+            return Err(bertfit_data::settings::InvalidSetting::new(
                 "training.max_len",
                 format!(
                     "{} exceeds the model's max_position_embeddings ({})",
@@ -244,7 +243,7 @@ pub fn execute_pretrain(prepared: &PreparedPretrain, out: &Path, options: &RunOp
     let metrics = PretrainMetrics {
         identity: prepared.identity.clone(),
         config: config.clone(),
-        model_dir: bertfit_data::catalogue::portable_path(&prepared.model_dir),
+        model_dir: bertfit_data::paths::portable_path(&prepared.model_dir),
         backend: prepared.backend.identity(),
         commit: commit().to_string(),
         corpus: corpus.parts,

@@ -5,7 +5,8 @@
 
 use anyhow::Result;
 use bertfit_data::catalogue;
-use bertfit_train::{InvalidSetting, PretrainConfig};
+use bertfit_data::settings::InvalidSetting;
+use bertfit_train::PretrainConfig;
 use serde::{Deserialize, Serialize};
 
 /// `pretrain.toml`: one further pre-training run.
@@ -32,6 +33,26 @@ pub struct PretrainRunConfig {
 
 fn yes() -> bool {
     true
+}
+
+impl PretrainRunConfig {
+    /// Reads `pretrain.toml` and checks it: the one check of its settings.
+    pub fn from_file(path: &std::path::Path) -> anyhow::Result<Self> {
+        let config: Self = bertfit_data::settings::read_toml(path)?;
+        anyhow::Context::with_context(config.check(), || path.display().to_string())?;
+        Ok(config)
+    }
+
+    /// Settings that are out of range, named by their keys. Made where a
+    /// config is parsed or built (`from_file`, a run's `[pretrain]` checked
+    /// with the run); what trains from it checks nothing again.
+    pub fn check(&self) -> Checked {
+        self.training.check().map_err(|e| e.within("training"))?;
+        if self.datasets.is_empty() {
+            return Err(InvalidSetting::new("datasets", "names no dataset"));
+        }
+        Ok(())
+    }
 }
 
 /// `[pretrain]` of a run: which text, which settings, which checkpoint.

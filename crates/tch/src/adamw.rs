@@ -8,11 +8,12 @@ use burn::backend::LibTorch;
 use burn::backend::libtorch::TchTensor;
 use burn::tensor::Tensor;
 
-use crate::AdamWStep;
 use crate::autograd::{Torch, torch};
+use crate::{AdamWStep, Applied, UpdateInputs};
 
 /// The owned LibTorch tensor of `t` when no other tensor shares its storage
 /// (burn-tch's own test before it writes in place); `t` back otherwise.
+#[allow(clippy::result_large_err, reason = "the tensor itself comes back when it is not LibTorch's, to go on with")]
 pub(crate) fn unshared(t: Tensor<1>) -> Result<TchTensor, Tensor<1>> {
     use burn::backend::{BackendTensor, DispatchAutodiffContext, DispatchTensor, DispatchTensorKind};
     let DispatchTensor { kind, autodiff } = t.into_dispatch();
@@ -29,6 +30,7 @@ pub(crate) fn back(t: TchTensor) -> Tensor<1> {
 
 /// The owned LibTorch tensors of a parameter and its two moments when none of
 /// them is shared; all three back untouched otherwise.
+#[allow(clippy::result_large_err, reason = "the tensors themselves come back when LibTorch cannot take them, to go on with")]
 pub(crate) fn unshared_state(param: Tensor<1>, m: Tensor<1>, v: Tensor<1>) -> Result<[TchTensor; 3], [Tensor<1>; 3]> {
     let restore = |r: Result<TchTensor, Tensor<1>>| r.map(back).unwrap_or_else(|t| t);
     match (unshared(param), unshared(m), unshared(v)) {
@@ -43,19 +45,13 @@ pub(crate) fn unshared_state(param: Tensor<1>, m: Tensor<1>, v: Tensor<1>) -> Re
 /// the gradient's own buffer as the scratch space when nothing else holds it:
 /// no new buffer, where burn's tensor ops allocate one for each of about
 /// fifteen steps (47 MB each for the word-embedding matrix, each a round of
-/// page faults). Returns the updated (parameter, first moment, second moment);
-/// gives all four tensors back untouched unless they are LibTorch tensors and
-/// the parameter and moments are shared with nothing.
-pub(crate) fn adamw_in_place(
-    param: Tensor<1>,
-    grad: Tensor<1>,
-    m: Tensor<1>,
-    v: Tensor<1>,
-    s: &AdamWStep,
-) -> Result<[Tensor<1>; 3], [Tensor<1>; 4]> {
+/// page faults). Declines unless the tensors are LibTorch's and the parameter
+/// and moments are shared with nothing.
+pub(crate) fn adamw_in_place(inputs: UpdateInputs, s: &AdamWStep) -> Applied {
+    let UpdateInputs { param, grad, m, v } = inputs;
     let [p, m, v] = match unshared_state(param, m, v) {
         Ok(state) => state,
-        Err([p, m, v]) => return Err([p, grad, m, v]),
+        Err([param, m, v]) => return Applied::Declined(UpdateInputs { param, grad, m, v }),
     };
     // The (clipped) gradient in its own buffer when unshared, else in a new
     // one: after the moments it is the scratch space.
@@ -69,7 +65,7 @@ pub(crate) fn adamw_in_place(
         }
         Err(grad) => match torch(&grad) {
             Some(Torch::Plain(g)) => tch::no_grad(|| g.tensor.g_mul_scalar(s.grad_scale)),
-            _ => return Err([back(p), grad, back(m), back(v)]),
+            _ => return Applied::Declined(UpdateInputs { param: back(p), grad, m: back(m), v: back(v) }),
         },
     };
     tch::no_grad(|| {
@@ -90,7 +86,7 @@ pub(crate) fn adamw_in_place(
         let _ = g.g_mul_scalar_(s.lr / s.bias_correction1);
         let _ = pt.g_sub_(&g);
     });
-    Ok([back(p), back(m), back(v)])
+    Applied::Done { param: back(p), m: back(m), v: back(v) }
 }
 
 /// The squared L2 norm of a LibTorch tensor as a one-element tensor, without

@@ -71,7 +71,7 @@ pub(crate) fn bert_layer(p: &BlockParams, x: &Tensor<3>, mask_bias: Option<&Tens
         let expanded = dense(&attended, 11);
         let expanded = match activation {
             Activation::Gelu => expanded.gelu("none"),
-            Activation::GeluTanh => expanded.gelu("tanh"),
+            Activation::GeluNew | Activation::GeluPytorchTanh => expanded.gelu("tanh"),
             Activation::Relu => expanded.relu(),
         };
         residual(dense(&expanded, 13), output_dropout, &attended).layer_norm(width, Some(&t[15]), Some(&t[16]), eps_output, true)

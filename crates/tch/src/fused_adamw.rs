@@ -16,7 +16,7 @@ use torch_sys::C_tensor;
 
 use crate::adamw::{back, unshared, unshared_state};
 use crate::autograd::constant;
-use crate::{AdamWGroupStep, FusedParam};
+use crate::{AdamWGroupStep, Applied, UpdateInputs};
 
 unsafe extern "C" {
     fn bertfit_free_error(message: *mut c_char);
@@ -72,18 +72,18 @@ pub(crate) struct Groups {
 }
 
 impl Groups {
-    pub(crate) fn push(&mut self, p: FusedParam) -> Result<[Tensor<1>; 3], [Tensor<1>; 4]> {
-        let FusedParam { param, grad, m, v, lr, weight_decay } = p;
+    pub(crate) fn push(&mut self, inputs: UpdateInputs, lr: f64, weight_decay: f64) -> Applied {
+        let UpdateInputs { param, grad, m, v } = inputs;
         let [p, m, v] = match unshared_state(param, m, v) {
             Ok(state) => state,
-            Err([p, m, v]) => return Err([p, grad, m, v]),
+            Err([param, m, v]) => return Applied::Declined(UpdateInputs { param, grad, m, v }),
         };
         // The kernel scales the gradient in place: a copy when it is shared.
         let g = match unshared(grad) {
             Ok(g) => g.tensor,
             Err(grad) => match constant(&grad) {
                 Some(g) => tch::no_grad(|| g.copy()),
-                None => return Err([back(p), grad, back(m), back(v)]),
+                None => return Applied::Declined(UpdateInputs { param: back(p), grad, m: back(m), v: back(v) }),
             },
         };
         let (_, _, group) =
@@ -92,7 +92,7 @@ impl Groups {
         group.grads.push(g);
         group.exp_avgs.push(m.tensor.shallow_clone());
         group.exp_avg_sqs.push(v.tensor.shallow_clone());
-        Ok([back(p), back(m), back(v)])
+        Applied::Done { param: back(p), m: back(m), v: back(v) }
     }
 
     /// One `_fused_adamw_` call per group: parameters and moments updated in

@@ -10,8 +10,8 @@
 //!   in a few calls (`torch.optim.AdamW(fused=True)`, `clip_grad_norm_(foreach=True)`),
 //!   for a GPU, where one launch per tensor costs more than the arithmetic.
 //!
-//! Each entry point declines (`None`, or its tensors back in `Err`) when the
-//! tensors are not LibTorch's or the crate was built without the `libtorch`
+//! Each entry point declines (`None`, or [`Applied::Declined`] with its
+//! tensors back) when the tensors are not LibTorch's or the crate was built without the `libtorch`
 //! feature; the caller then runs burn's own ops, the reference. This crate
 //! knows burn's tensors and modules, never bertfit's model: the block's
 //! parameters come as the plain [`BlockParams`].
@@ -20,9 +20,6 @@
 //! attention, softmax and LayerNorm as chains of small ops and differentiates
 //! each link into a fresh tensor; one torch node per block took the backward
 //! at seq 32 from about 340 to 130 ms a step.
-
-// Functions that cannot use LibTorch give their tensors back in `Err`.
-#![allow(clippy::result_large_err)]
 
 pub mod dropout_mask;
 pub mod libtorch_version;
@@ -50,14 +47,40 @@ pub fn cuda_device_count() -> usize {
     0
 }
 
-/// The feed-forward activation of a block (`hidden_act`).
+/// The feed-forward activation of a block, one variant for each name a HF
+/// BERT config gives it (`hidden_act`), so that a config written back keeps
+/// its name. The one representation of it: the config parses into it, the
+/// reference block and this crate's fused block compute it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {
-    /// `gelu` (erf).
+    /// `"gelu"`: exact GELU, `x * Φ(x)` with erf.
     Gelu,
-    /// `gelu_new` / `gelu_pytorch_tanh`.
-    GeluTanh,
+    /// `"gelu_new"`: GELU's tanh approximation.
+    GeluNew,
+    /// `"gelu_pytorch_tanh"`: the same approximation, as torch names it.
+    GeluPytorchTanh,
+    /// `"relu"`.
     Relu,
+}
+
+impl Activation {
+    /// Every activation, in the order errors list their names.
+    pub const ALL: [Self; 4] = [Self::Gelu, Self::GeluNew, Self::GeluPytorchTanh, Self::Relu];
+
+    /// Its `hidden_act` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Gelu => "gelu",
+            Self::GeluNew => "gelu_new",
+            Self::GeluPytorchTanh => "gelu_pytorch_tanh",
+            Self::Relu => "relu",
+        }
+    }
+
+    /// The activation a `hidden_act` name means, if it is one of [`Self::ALL`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.name() == name)
+    }
 }
 
 /// One `BertLayer`'s parameters and settings, as HF names them.
@@ -116,22 +139,38 @@ pub struct AdamWStep {
     pub grad_scale: f64,
 }
 
+/// One parameter's update, as the optimizer hands it to a path that may take
+/// it: its values, gradient and moments, flattened.
+pub struct UpdateInputs {
+    pub param: Tensor<1>,
+    pub grad: Tensor<1>,
+    pub m: Tensor<1>,
+    pub v: Tensor<1>,
+}
+
+/// What a LibTorch path did with an [`UpdateInputs`].
+#[allow(
+    clippy::large_enum_variant,
+    reason = "burn's tensors are 256 bytes; one moved per parameter and step costs nothing beside the update"
+)]
+pub enum Applied {
+    /// It took the update: the parameter and its moments, written in place
+    /// (for [`FusedAdamW::push`]: to be written by [`FusedAdamW::step`]).
+    Done { param: Tensor<1>, m: Tensor<1>, v: Tensor<1> },
+    /// It declined (the tensors are not LibTorch's, or shared): the inputs
+    /// back untouched, for the next path.
+    Declined(UpdateInputs),
+}
+
 /// AdamW's update of one parameter written in place into the parameter and its
-/// moments: the updated (parameter, first moment, second moment), or the four
-/// tensors back untouched when LibTorch cannot take them.
-pub fn adamw_in_place(
-    param: Tensor<1>,
-    grad: Tensor<1>,
-    m: Tensor<1>,
-    v: Tensor<1>,
-    step: &AdamWStep,
-) -> Result<[Tensor<1>; 3], [Tensor<1>; 4]> {
+/// moments, or declined.
+pub fn adamw_in_place(inputs: UpdateInputs, step: &AdamWStep) -> Applied {
     #[cfg(feature = "libtorch")]
-    return adamw::adamw_in_place(param, grad, m, v, step);
+    return adamw::adamw_in_place(inputs, step);
     #[cfg(not(feature = "libtorch"))]
     return {
         let _ = step;
-        Err([param, grad, m, v])
+        Applied::Declined(inputs)
     };
 }
 
@@ -145,17 +184,6 @@ pub fn squared_norm<const D: usize>(t: &Tensor<D>) -> Option<Tensor<1>> {
         let _ = t;
         None
     };
-}
-
-/// One parameter for [`FusedAdamW`]: its values, gradient and moments
-/// (flattened) and its group's learning rate and weight decay.
-pub struct FusedParam {
-    pub param: Tensor<1>,
-    pub grad: Tensor<1>,
-    pub m: Tensor<1>,
-    pub v: Tensor<1>,
-    pub lr: f64,
-    pub weight_decay: f64,
 }
 
 /// The settings a fused AdamW step shares across its groups.
@@ -184,14 +212,17 @@ pub struct FusedAdamW {
 }
 
 impl FusedAdamW {
-    /// Takes one parameter: its (parameter, first moment, second moment) back,
-    /// to be written in place by [`FusedAdamW::step`]; or the four tensors back
-    /// untouched when LibTorch cannot take them (not LibTorch's, or shared).
-    pub fn push(&mut self, param: FusedParam) -> Result<[Tensor<1>; 3], [Tensor<1>; 4]> {
+    /// Takes one parameter into the group of its learning rate and weight
+    /// decay ([`Applied::Done`]: written in place by [`FusedAdamW::step`]), or
+    /// declines it.
+    pub fn push(&mut self, inputs: UpdateInputs, lr: f64, weight_decay: f64) -> Applied {
         #[cfg(feature = "libtorch")]
-        return self.groups.push(param);
+        return self.groups.push(inputs, lr, weight_decay);
         #[cfg(not(feature = "libtorch"))]
-        return Err([param.param, param.grad, param.m, param.v]);
+        return {
+            let _ = (lr, weight_decay);
+            Applied::Declined(inputs)
+        };
     }
 
     /// Updates every parameter pushed, and its moments, in place; the

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 
-use bertfit_tch::{AdamWGroupStep, AdamWStep, DeviceScalar, FusedAdamW, FusedParam};
+use bertfit_tch::{AdamWGroupStep, AdamWStep, Applied, DeviceScalar, FusedAdamW, UpdateInputs};
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
@@ -50,8 +50,8 @@ impl Default for OptimizerConfig {
 
 impl OptimizerConfig {
     /// Settings out of range, by key under the optimizer's table.
-    pub fn check(&self) -> Result<(), crate::InvalidSetting> {
-        use crate::InvalidSetting;
+    pub fn check(&self) -> Result<(), bertfit_data::settings::InvalidSetting> {
+        use bertfit_data::settings::InvalidSetting;
         for (key, beta) in [("beta1", self.beta1), ("beta2", self.beta2)] {
             if !(0.0..1.0).contains(&beta) {
                 return Err(InvalidSetting::new(key, format!("must be in [0, 1), not {beta}")));
@@ -214,69 +214,64 @@ impl ModuleMapper for Update<'_> {
         };
         let path = self.path.join(".");
         let lr = self.lr * (self.lr_factor)(&path);
-        let c = &self.optim.config;
         let require_grad = tensor.is_require_grad();
         let shape = tensor.shape();
         let numel = shape.num_elements();
         let p = tensor.inner().reshape([numel]);
         let g = grad.inner().reshape([numel]);
         let state = self.optim.moments.remove(&id).unwrap_or_else(|| Moments { m: g.zeros_like(), v: g.zeros_like() });
-        let wd = if decays(&path) { c.weight_decay } else { 0.0 };
-        // Bias corrections of step t = step + 1 (AdamW only).
-        let t = (self.optim.step + 1) as i32;
-        let (bc1, bc2) = (1.0 - c.beta1.powi(t), 1.0 - c.beta2.powi(t));
-        let finish = |updated: Tensor<1>, mapper| {
-            let tensor = Tensor::from_inner(updated.reshape(shape));
-            Param::from_mapped_value(id, if require_grad { tensor.require_grad() } else { tensor }, mapper)
-        };
-        // The host's clipping factor, read only by the per-tensor update (fused,
-        // the factor is applied on the device after the pass).
-        let clip = self.clip;
-        let grad_scale = || clip.scale();
-        // Fused, the parameter joins its group and is updated after the pass.
-        let (p, g, state) = match (c.kind, self.fused.as_mut()) {
-            (OptimizerKind::Adamw, Some(fused)) => {
-                match fused.push(FusedParam { param: p, grad: g, m: state.m, v: state.v, lr, weight_decay: wd }) {
-                    Ok([p, m, v]) => {
-                        self.optim.moments.insert(id, Moments { m, v });
-                        return finish(p, mapper);
-                    }
-                    Err([p, g, m, v]) => (p, g, Moments { m, v }),
-                }
+        let weight_decay = if decays(&path) { self.optim.config.weight_decay } else { 0.0 };
+        let (updated, moments) = self.update(UpdateInputs { param: p, grad: g, m: state.m, v: state.v }, lr, weight_decay);
+        self.optim.moments.insert(id, moments);
+        let tensor = Tensor::from_inner(updated.reshape(shape));
+        Param::from_mapped_value(id, if require_grad { tensor.require_grad() } else { tensor }, mapper)
+    }
+}
+
+impl Update<'_> {
+    /// One parameter's update by the first path that takes it: AdamW fused
+    /// over its group after the pass (LibTorch, when this step fuses), AdamW
+    /// written in place now (LibTorch; torch's ops, where burn's would
+    /// allocate a new buffer at each of its steps), else burn's ops (every
+    /// backend, and BERTAdam always): the updated parameter and its moments.
+    fn update(&mut self, inputs: UpdateInputs, lr: f64, weight_decay: f64) -> (Tensor<1>, Moments) {
+        let c = &self.optim.config;
+        let adamw = c.kind == OptimizerKind::Adamw;
+        let mut inputs = inputs;
+        if adamw && let Some(fused) = self.fused.as_mut() {
+            match fused.push(inputs, lr, weight_decay) {
+                Applied::Done { param, m, v } => return (param, Moments { m, v }),
+                Applied::Declined(declined) => inputs = declined,
             }
-            _ => (p, g, state),
-        };
-        // On LibTorch the AdamW update is written in place, as torch does (burn's
-        // ops would allocate a new buffer at each of its steps); elsewhere, and
-        // for BERTAdam, burn's ops compute the same update.
+        }
+        // Bias corrections of step t = step + 1 (AdamW only); the host's
+        // clipping factor, which only an update one parameter at a time reads
+        // (fused, the factor is applied on the device after the pass).
+        let t = (self.optim.step + 1) as i32;
         let step = AdamWStep {
             lr,
             beta1: c.beta1,
             beta2: c.beta2,
             eps: c.eps,
-            weight_decay: wd,
-            bias_correction1: bc1,
-            bias_correction2: bc2,
-            grad_scale: grad_scale(),
+            weight_decay,
+            bias_correction1: 1.0 - c.beta1.powi(t),
+            bias_correction2: 1.0 - c.beta2.powi(t),
+            grad_scale: self.clip.scale(),
         };
-        let (p, g, state) = match c.kind {
-            OptimizerKind::Adamw => match bertfit_tch::adamw_in_place(p, g, state.m, state.v, &step) {
-                Ok([p, m, v]) => {
-                    self.optim.moments.insert(id, Moments { m, v });
-                    return finish(p, mapper);
-                }
-                Err([p, g, m, v]) => (p, g, Moments { m, v }),
-            },
-            OptimizerKind::Bert4doc => (p, g, state),
-        };
-        let (updated, moments) = reference_update(c, p, g, state, &step);
-        self.optim.moments.insert(id, moments);
-        finish(updated, mapper)
+        if adamw {
+            match bertfit_tch::adamw_in_place(inputs, &step) {
+                Applied::Done { param, m, v } => return (param, Moments { m, v }),
+                Applied::Declined(declined) => inputs = declined,
+            }
+        }
+        reference_update(c, inputs, &step)
     }
 }
 
 /// One parameter's update with burn's ops: the new parameter and moments.
-fn reference_update(c: &OptimizerConfig, p: Tensor<1>, mut g: Tensor<1>, state: Moments, s: &AdamWStep) -> (Tensor<1>, Moments) {
+fn reference_update(c: &OptimizerConfig, inputs: UpdateInputs, s: &AdamWStep) -> (Tensor<1>, Moments) {
+    let UpdateInputs { param: p, grad: mut g, m, v } = inputs;
+    let state = Moments { m, v };
     let (lr, wd) = (s.lr, s.weight_decay);
     match c.kind {
         OptimizerKind::Adamw => {

@@ -94,8 +94,8 @@ impl ScheduleConfig {
     }
 
     /// Settings out of range, by key under the schedule's table.
-    pub fn check(&self) -> Result<(), crate::InvalidSetting> {
-        use crate::InvalidSetting;
+    pub fn check(&self) -> Result<(), bertfit_data::settings::InvalidSetting> {
+        use bertfit_data::settings::InvalidSetting;
         if let Warmup::Proportion(p) = self.warmup
             && !(0.0..=1.0).contains(&p)
         {

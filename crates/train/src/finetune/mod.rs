@@ -1,7 +1,7 @@
 //! Fine-tuning (Section 5.3 of the paper): its settings, what a run records,
 //! and the loop that trains every classifier of the paper through [`Trainee`]:
 //! the BERT classifier (one task), the multi-task model (tasks share the
-//! encoder; batches are drawn across tasks by [`crate::plan`]) and BERT-Feat's
+//! encoder; batches are drawn across tasks by [`crate::batch_order`]) and BERT-Feat's
 //! classifier on cached features.
 
 mod evaluate;
@@ -16,10 +16,10 @@ pub use evaluate::{argmax, error_rate, evaluation_batches, predict_probabilities
 pub use train_loop::train_tasks;
 pub use trainee::{EncodedSplit, Examples, TaskData, Trainee, label_tensor};
 
+use crate::batch_order::TaskSampling;
 use crate::control::RunControl;
-use crate::plan::TaskSampling;
-use crate::setting::InvalidSetting;
 use crate::{LayerwiseDecay, OptimizerConfig, ScheduleConfig};
+use bertfit_data::settings::InvalidSetting;
 
 /// The settings of one fine-tuning run. Defaults are the paper's (Section 5.1):
 /// batch 24, lr 2e-5, linear decay after 10% warmup, 4 epochs.

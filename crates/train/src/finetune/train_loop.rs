@@ -1,4 +1,4 @@
-//! The fine-tuning loop, top to bottom: epochs of batches (from [`crate::plan`]),
+//! The fine-tuning loop, top to bottom: epochs of batches (from [`crate::batch_order`]),
 //! AdamW at the scheduled (and layer-wise scaled) learning rate, evaluation on
 //! dev after each epoch without autodiff, the best epoch chosen on dev, and
 //! test evaluated once, with that epoch's model, whose dev and test
@@ -23,15 +23,16 @@ use serde::{Deserialize, Serialize};
 use super::evaluate::{error_rate, predict_probabilities, wrong_share};
 use super::trainee::{Examples, TaskData, Trainee};
 use super::{EpochRecord, FinetuneConfig, FinetuneResult, Finetuned, Outcome, SplitPredictions, TaskErrors};
+use crate::batch_order::{Batching, epoch_plan};
 use crate::control::RunControl;
-use crate::plan::{Batching, epoch_plan};
 use crate::progress::Progress;
 use crate::resume::{LoopState, load_weights, resume, save};
 use crate::{AdamW, LrSchedule, Schedule};
 
 /// Trains `model` (on the autodiff `device`) on `tasks`, evaluating each on its
 /// dev and test split after every epoch. With `control.checkpoints`, resumes
-/// from the latest checkpoint there and writes new ones as it goes.
+/// from the latest checkpoint there and writes new ones as it goes. `config`
+/// is checked where it was read ([`FinetuneConfig::check`]), not here.
 pub fn train_tasks<M: Trainee>(
     model: M,
     tasks: &[TaskData<M::Split>],
@@ -39,7 +40,6 @@ pub fn train_tasks<M: Trainee>(
     device: &Device,
     control: &RunControl,
 ) -> Result<Outcome<M>> {
-    config.check().map_err(|e| e.within("training"))?;
     if let Some(task) = tasks.iter().find(|t| t.train.is_empty()) {
         bail!("the training split of {} is empty", task.name);
     }

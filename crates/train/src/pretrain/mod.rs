@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 
 pub use train_loop::pretrain;
 
-use crate::setting::InvalidSetting;
 use crate::{OptimizerConfig, Precision, ScheduleConfig, ScheduleKind, Warmup};
+use bertfit_data::settings::InvalidSetting;
 
 /// The settings of a pre-training run. Defaults are the paper's (Section 5.2):
 /// batch 32, sequences of 128, lr 5e-5, 100,000 steps, 10,000 warmup steps.

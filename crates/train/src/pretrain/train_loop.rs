@@ -32,7 +32,8 @@ use crate::{AdamW, LrSchedule, Precision, Schedule};
 /// Trains `model` (on the autodiff `device`) on `data`. With
 /// `control.checkpoints`, resumes from the latest checkpoint there and writes
 /// new ones every `checkpoint_every` steps; `snapshot` receives the model of
-/// each checkpoint step when `keep_checkpoints` is set.
+/// each checkpoint step when `keep_checkpoints` is set. `config` is checked
+/// where it was read ([`PretrainConfig::check`]), not here.
 pub fn pretrain(
     model: BertForMaskedLM,
     data: &MlmData,
@@ -41,7 +42,6 @@ pub fn pretrain(
     control: &RunControl,
     snapshot: &dyn Fn(u64, &BertForMaskedLM) -> Result<()>,
 ) -> Result<PretrainOutcome> {
-    config.check().map_err(|e| e.within("pretrain"))?;
     if data.train.is_empty() {
         bail!("the pre-training corpus has no training sequences");
     }

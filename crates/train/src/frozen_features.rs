@@ -141,7 +141,7 @@ impl Trainee for BertFeatClassifier {
         let (x, lengths) = split.batch(idx, device);
         let out = self.forward(x, &lengths);
         let loss = cross_entropy(out.logits, label_tensor(split, idx, device));
-        if self.penalty > 0.0 { loss + bertfit_model::feat::attention_penalty(out.attention).mul_scalar(self.penalty) } else { loss }
+        if self.penalty > 0.0 { loss + bertfit_model::bert_feat::attention_penalty(out.attention).mul_scalar(self.penalty) } else { loss }
     }
 
     fn probabilities(&self, _task: usize, split: &FeatureSplit, idx: &[usize], device: &Device) -> Tensor<2> {
