@@ -87,6 +87,12 @@ impl Runs {
                 planned.len(),
                 todo.len()
             );
+            // Roughly how long, before it starts: what the profile file states.
+            if let Some(time) = grid.profile.wall_time.as_ref().filter(|_| !todo.is_empty()) {
+                let as_written = grid.overrides.is_empty() && grid.profile.seeds.is_none_or(|s| s == grid.seeds.len());
+                let note = if as_written { "" } else { " (for the profile as written; this invocation's --set / --seeds change it)" };
+                eprintln!("{} ({}) took, as its file states{note}: {time}", grid.name, grid.profile_name);
+            }
         }
         Ok(todo)
     }
