@@ -245,9 +245,8 @@ fn real_data_trec() {
     use_local_copies_when_present();
     let trec = catalogue::find("trec").unwrap();
     let (Some(train), Some(test)) = (real_split(&trec, "train"), real_split(&trec, "test")) else { return };
-    let counts = |ex: &[Example]| counts(ex, 6);
-    assert_eq!(counts(&train), vec![86, 1162, 1250, 1223, 835, 896]);
-    assert_eq!(counts(&test), vec![9, 138, 94, 65, 81, 113]);
+    assert_eq!(counts(&train, 6), vec![86, 1162, 1250, 1223, 835, 896]);
+    assert_eq!(counts(&test, 6), vec![9, 138, 94, 65, 81, 113]);
     // The quirks are kept: the lone 0xF0 byte (line 66), the POS-tagged line 80.
     assert_eq!(train[65].text, "Which city has the oldest relationship as a sister\u{f0}city with Los Angeles ?");
     assert_eq!(train[79].text, "What country did the Nazis occupy for 1 , CD NNS IN NNP NNP NNP .");

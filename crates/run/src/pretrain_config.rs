@@ -3,7 +3,7 @@
 //! of a fine-tuning run, with the choice of corpus: within-task (ITPT),
 //! in-domain (IDPT), cross-domain (CDPT) or named datasets.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use bertfit_data::catalogue;
 use bertfit_data::settings::InvalidSetting;
 use bertfit_train::PretrainConfig;
@@ -37,9 +37,9 @@ fn yes() -> bool {
 
 impl PretrainRunConfig {
     /// Reads `pretrain.toml` and checks it: the one check of its settings.
-    pub fn from_file(path: &std::path::Path) -> anyhow::Result<Self> {
+    pub fn from_file(path: &std::path::Path) -> Result<Self> {
         let config: Self = bertfit_data::settings::read_toml(path)?;
-        anyhow::Context::with_context(config.check(), || path.display().to_string())?;
+        config.check().with_context(|| path.display().to_string())?;
         Ok(config)
     }
 

@@ -234,10 +234,9 @@ impl Update<'_> {
     /// written in place now (LibTorch; torch's ops, where burn's would
     /// allocate a new buffer at each of its steps), else burn's ops (every
     /// backend, and BERTAdam always): the updated parameter and its moments.
-    fn update(&mut self, inputs: UpdateInputs, lr: f64, weight_decay: f64) -> (Tensor<1>, Moments) {
+    fn update(&mut self, mut inputs: UpdateInputs, lr: f64, weight_decay: f64) -> (Tensor<1>, Moments) {
         let c = &self.optim.config;
         let adamw = c.kind == OptimizerKind::Adamw;
-        let mut inputs = inputs;
         if adamw && let Some(fused) = self.fused.as_mut() {
             match fused.push(inputs, lr, weight_decay) {
                 Applied::Done { param, m, v } => return (param, Moments { m, v }),
