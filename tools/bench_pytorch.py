@@ -33,11 +33,12 @@ def mlm_positions(seq_len: int) -> list:
     return [1 + k * (seq_len - 1) // n for k in range(n)]
 
 
-def perf_control(command: str) -> None:
+def perf_control(phase: str, command: str) -> None:
     """As `bertfit bench`: `enable` / `disable` to `perf record --control fifo:CTL,ACK`
-    when BERTFIT_PERF_CTL and BERTFIT_PERF_ACK name its fifos (tools/profile_step.py)."""
+    when BERTFIT_PERF_CTL and BERTFIT_PERF_ACK name its fifos (tools/profile_step.py),
+    around the phase (`train` or `infer`) that BERTFIT_PERF_PHASE names (default `train`)."""
     ctl, ack = os.environ.get("BERTFIT_PERF_CTL"), os.environ.get("BERTFIT_PERF_ACK")
-    if ctl and ack:
+    if ctl and ack and os.environ.get("BERTFIT_PERF_PHASE", "train") == phase:
         with open(ctl, "w") as f:
             f.write(command + "\n")
         with open(ack) as f:
@@ -88,20 +89,22 @@ def measure(model_dir: str, task: str, batch: int, seq_len: int, steps: int) -> 
         return loss
 
     step([0.0, 0.0, 0.0])
-    perf_control("enable")
+    perf_control("train", "enable")
     start = time.perf_counter()
     for _ in range(steps):
         step(phases)
     train_secs = time.perf_counter() - start
-    perf_control("disable")
+    perf_control("train", "disable")
 
     model.eval()
     with torch.inference_mode():
         model(input_ids=ids, attention_mask=mask)
+        perf_control("infer", "enable")
         start = time.perf_counter()
         for _ in range(steps * 2):
             model(input_ids=ids, attention_mask=mask).logits.numpy()
         infer_secs = time.perf_counter() - start
+        perf_control("infer", "disable")
     tokens = batch * seq_len
     return {
         "task": task,

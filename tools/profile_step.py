@@ -1,19 +1,21 @@
 #!/usr/bin/env python3
-"""Where the CPU time of a training step goes, bertfit beside PyTorch, by kind of work.
+"""Where the CPU time of a training step (or an inference batch) goes, bertfit beside PyTorch, by kind of work.
 
 Samples the timed training steps of `bertfit bench --worker classify@BACKEND@LEN`
 and of `tools/bench_pytorch.py --worker classify@BATCH@LEN` (HF transformers, the
 same shapes and inputs) with `perf record -e cpu-clock` (a software clock: works
 in VMs without hardware counters). Both workers switch perf on after their
 warm-up step and off after the timed steps (`perf record --control`), so model
-loading, Python's imports and inference are not in the samples. Each sample's
+loading, Python's imports and inference are not in the samples; with `--phase
+infer`, around the timed inference batches (eval mode, no gradients) instead. Each sample's
 symbol is sorted into a kind of work (first matching pattern in KINDS); the
 table gives each kind's share of the samples and, with the worker's measured
 step time, its milliseconds per step. Both sides call the same LibTorch
 kernels on `tch`, so the kinds compare like for like.
 
 Usage: python tools/profile_step.py BERTFIT_BIN [--backends tch] [--seq-lens 32,128,512]
-       [--steps 4] [--python .venv/bin/python] [--model-dir DIR] [--out results/bench/profile.md]
+       [--steps 4] [--phase train|infer] [--python .venv/bin/python] [--model-dir DIR]
+       [--out results/bench/profile.md]
 """
 import argparse
 import collections
@@ -81,6 +83,8 @@ def main() -> None:
     parser.add_argument("--seq-lens", default="32,128,512")
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--phase", choices=["train", "infer"], default="train",
+                        help="sample the timed training steps or the timed inference batches")
     parser.add_argument("--python", default=".venv/bin/python", help="Python with torch and transformers; '' skips PyTorch")
     parser.add_argument("--model-dir", default=None, help="HF model directory (default: the embedded model under BERTFIT_CACHE)")
     parser.add_argument("--out", default="results/bench/profile.md")
@@ -98,21 +102,32 @@ def main() -> None:
                                       "--worker", f"classify@{args.batch}@{seq_len}"]))
         for name, cmd in sides:
             print(f"profiling {name} at seq {seq_len} ...", file=sys.stderr)
-            env = dict(os.environ, OMP_NUM_THREADS=threads)
+            env = dict(os.environ, OMP_NUM_THREADS=threads, BERTFIT_PERF_PHASE=args.phase)
             kinds, worker = record(cmd, env)
-            step_ms = sum(worker["phase_ms"])
+            if args.phase == "train":
+                step_ms = sum(worker["phase_ms"])
+            else:
+                step_ms = 1000.0 * args.batch * seq_len / worker["infer_tokens_per_s"]
             rows.append((name, seq_len, kinds, step_ms, worker["phase_ms"]))
     kinds = [k for k, _ in KINDS] + ["other"]
+    if args.phase == "train":
+        what = (f"a training step's CPU time goes (batch {args.batch}, all-MiniLM-L6-v2, {args.steps} timed steps after "
+                "one warm-up; forward, backward, AdamW). `perf record -e cpu-clock -F 999` over the timed steps only")
+        total = "| step (forward / backward / optimizer), ms | " + " | ".join(
+            f"{s:.0f} ({p[0]:.0f} / {p[1]:.0f} / {p[2]:.0f})" for _, _, _, s, p in rows) + " |"
+    else:
+        what = (f"an inference batch's CPU time goes (batch {args.batch}, all-MiniLM-L6-v2 with a 2-class head, eval "
+                f"mode, {2 * args.steps} timed batches after one warm-up). `perf record -e cpu-clock -F 999` over the "
+                "timed batches only")
+        total = "| batch, ms | " + " | ".join(f"{s:.0f}" for _, _, _, s, _ in rows) + " |"
     out = [
-        f"Where a training step's CPU time goes (batch {args.batch}, all-MiniLM-L6-v2, {args.steps} timed steps after one "
-        "warm-up; forward, backward, AdamW). `perf record -e cpu-clock -F 999` over the timed steps only; each cell: "
-        "share of the samples, and that share of the measured step time in ms (2 cores: CPU time is about twice wall "
-        "time when both are busy, so the ms are wall-time equivalents). Written by `tools/profile_step.py`.", "",
+        f"Where {what}; each cell: share of the samples, and that share of the measured time in ms (2 cores: CPU "
+        "time is about twice wall time when both are busy, so the ms are wall-time equivalents). Written by "
+        f"`tools/profile_step.py --phase {args.phase}`.", "",
         f"Machine: {machine()}.", "",
         "| kind of work | " + " | ".join(f"{n} seq {l}" for n, l, *_ in rows) + " |",
         "|---|" + "---|" * len(rows),
-        "| step (forward / backward / optimizer), ms | " + " | ".join(
-            f"{s:.0f} ({p[0]:.0f} / {p[1]:.0f} / {p[2]:.0f})" for _, _, _, s, p in rows) + " |",
+        total,
     ]
     for kind in kinds:
         if all(r[2].get(kind, 0.0) < 0.05 for r in rows):

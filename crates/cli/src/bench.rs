@@ -18,7 +18,7 @@ use anyhow::{Context, Result, bail};
 use bertfit_model::{Backend, BertConfig, BertForMaskedLM, BertForSequenceClassification, BertInput, HeadConfig};
 use bertfit_train::cross_entropy;
 use bertfit_train::progress::ProgressTarget;
-use bertfit_train::throughput::{LoopShape, Timing, time_case, time_finetune_loop, time_pretrain_loop};
+use bertfit_train::throughput::{LoopShape, Phase, Timing, time_case, time_finetune_loop, time_pretrain_loop};
 use burn::module::Module;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -204,10 +204,14 @@ fn mlm_worker(args: &BenchArgs, backend: Backend, seq_len: usize) -> Result<Meas
 
 /// Sends `enable` or `disable` to `perf record --control fifo:CTL,ACK` when
 /// `BERTFIT_PERF_CTL` and `BERTFIT_PERF_ACK` name its fifos
-/// (`tools/profile_step.py`, which samples only the timed training steps), and
+/// (`tools/profile_step.py`, which samples only the timed training steps, or
+/// only the timed inference batches when `BERTFIT_PERF_PHASE` is `infer`), and
 /// waits for perf's acknowledgement.
-fn perf_control(command: &str) {
+fn perf_control(phase: Phase, command: &str) {
     let (Ok(ctl), Ok(ack)) = (std::env::var("BERTFIT_PERF_CTL"), std::env::var("BERTFIT_PERF_ACK")) else { return };
+    if std::env::var("BERTFIT_PERF_PHASE").as_deref().unwrap_or("train") != phase.name() {
+        return;
+    }
     let sent = std::fs::OpenOptions::new().write(true).open(&ctl).and_then(|mut f| writeln!(f, "{command}"));
     let acked = sent.and_then(|_| std::fs::File::open(&ack)).and_then(|f| std::io::BufReader::new(f).read_line(&mut String::new()));
     if let Err(e) = acked {

@@ -83,6 +83,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    keep_freed_memory();
     bertfit_run::set_commit(env!("BERTFIT_COMMIT"));
     let result = match Cli::parse().command {
         Command::Encode(args) => encode::run(args),
@@ -105,5 +106,23 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Keeps the memory a step frees for the next step to reuse. glibc's malloc
+/// hands every block above its mmap threshold (dynamic, at most 32 MiB) back
+/// to the kernel on free, so at 512 tokens, where one activation is 50-200
+/// MiB, each step faulted its memory in anew, zeroed page by page: a third of
+/// the CPU time was the kernel's (`just bench`, measured in
+/// `results/bench/bench.md`). Blocks up to 1 GiB now come from the heap, which
+/// is trimmed only when 1 GiB lies free at its top. LibTorch allocates through
+/// the same malloc. Elsewhere than glibc: nothing to do.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes malloc's thresholds; called first thing in
+    // main, before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
     }
 }

@@ -15,6 +15,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use bertfit_tch::BlockParams;
+pub use bertfit_tch::Positions;
 
 use crate::config::{Activation, BertConfig};
 
@@ -31,10 +32,38 @@ pub struct BertInput {
 }
 
 /// Hidden state of every layer: `hidden_states[0]` is the embeddings output,
-/// `hidden_states[k]` the output of block k (as HF's `output_hidden_states`).
+/// `hidden_states[k]` the output of block k (as HF's `output_hidden_states`),
+/// up to the [`Readout`]'s depth; the deepest is `[batch, 1, hidden]` when
+/// the readout takes only its [CLS] position.
 #[derive(Debug, Clone)]
 pub struct EncoderOutput {
     pub hidden_states: Vec<Tensor<3>>,
+}
+
+/// What a reader of the encoder's output needs of it: the layers up to
+/// `depth` (0: the embeddings alone, `num_layers`: every block), and of layer
+/// `depth` every position or only [CLS]. The rest is not computed: a head on
+/// layer 3's [CLS] runs blocks 1 and 2 in full and block 3 for [CLS]'s query
+/// alone (its keys and values still come from every position), which is
+/// exactly what the full encoder gives at that position, for a sixth of
+/// MiniLM's encoder less (the last block's other queries, feed-forward and
+/// LayerNorms), forward and backward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Readout {
+    pub depth: usize,
+    pub positions: Positions,
+}
+
+impl Readout {
+    /// Every position of every layer (HF's `output_hidden_states`).
+    pub fn full(num_layers: usize) -> Self {
+        Self { depth: num_layers, positions: Positions::All }
+    }
+
+    /// Layer `depth` at [CLS] alone (and the layers below it in full).
+    pub fn cls(depth: usize) -> Self {
+        Self { depth, positions: Positions::Cls }
+    }
 }
 
 impl BertInput {
@@ -131,13 +160,17 @@ impl BertSelfAttention {
 
     /// `x`: [batch, len, hidden]; `mask_bias`: [batch, heads, len, len], added to
     /// the scores: 0, or the lowest f32 where the key is padding (as HF's
-    /// extended attention mask); `None` when no position is padding.
-    pub fn forward(&self, x: Tensor<3>, mask_bias: Option<Tensor<4>>) -> Tensor<3> {
+    /// extended attention mask); `None` when no position is padding. The
+    /// queries of `queries`' positions: [batch, len or 1, hidden].
+    pub fn forward(&self, x: Tensor<3>, mask_bias: Option<Tensor<4>>, queries: Positions) -> Tensor<3> {
         let [batch, len, hidden] = x.dims();
         let heads = self.num_heads;
         let head_dim = hidden / heads;
-        let split = |t: Tensor<3>| t.reshape([batch, len, heads, head_dim]).swap_dims(1, 2);
-        let q = split(self.query.forward(x.clone()));
+        let rows = queries.count(len);
+        let split = |t: Tensor<3>, rows: usize| t.reshape([batch, rows, heads, head_dim]).swap_dims(1, 2);
+        let q = split(self.query.forward(at_positions(x.clone(), queries)), rows);
+        let mask_bias = mask_bias.map(|bias| bias.slice([0..batch, 0..heads, 0..rows, 0..len]));
+        let split = |t: Tensor<3>| split(t, len);
         let k = split(self.key.forward(x.clone()));
         let v = split(self.value.forward(x));
 
@@ -157,7 +190,18 @@ impl BertSelfAttention {
             // The mask goes in as an additive bias (HF's extended attention mask).
             attention(q, k, v, None, mask_bias, AttentionModuleOptions::default())
         };
-        context.swap_dims(1, 2).reshape([batch, len, hidden])
+        context.swap_dims(1, 2).reshape([batch, rows, hidden])
+    }
+}
+
+/// `x` [batch, len, width] at `positions`: all of it, or [batch, 1, width] at [CLS].
+pub(crate) fn at_positions(x: Tensor<3>, positions: Positions) -> Tensor<3> {
+    match positions {
+        Positions::All => x,
+        Positions::Cls => {
+            let [batch, _, width] = x.dims();
+            x.slice([0..batch, 0..1, 0..width])
+        }
     }
 }
 
@@ -205,9 +249,10 @@ impl BertAttention {
         Self { self_attention: BertSelfAttention::new(config, device), output: BertSelfOutput::new(config.hidden_size, config, device) }
     }
 
-    pub fn forward(&self, x: Tensor<3>, mask_bias: Option<Tensor<4>>) -> Tensor<3> {
-        let attended = self.self_attention.forward(x.clone(), mask_bias);
-        self.output.forward(attended, x)
+    /// The outputs at `queries`' positions.
+    pub fn forward(&self, x: Tensor<3>, mask_bias: Option<Tensor<4>>, queries: Positions) -> Tensor<3> {
+        let attended = self.self_attention.forward(x.clone(), mask_bias, queries);
+        self.output.forward(attended, at_positions(x, queries))
     }
 }
 
@@ -264,13 +309,15 @@ impl BertLayer {
         }
     }
 
-    pub fn forward(&self, x: Tensor<3>, mask_bias: Option<Tensor<4>>) -> Tensor<3> {
+    /// The block's output at `queries`' positions: every position, or [CLS]
+    /// alone (keys and values from every position), [batch, 1, hidden].
+    pub fn forward(&self, x: Tensor<3>, mask_bias: Option<Tensor<4>>, queries: Positions) -> Tensor<3> {
         // A backend with a fused kernel for the whole block (LibTorch) takes it;
         // every other runs the reference below.
-        if let Some(out) = bertfit_tch::fused_block(&self.params(&x.device()), &x, mask_bias.as_ref()) {
+        if let Some(out) = bertfit_tch::fused_block(&self.params(&x.device()), &x, mask_bias.as_ref(), queries) {
             return out;
         }
-        let attended = self.attention.forward(x, mask_bias);
+        let attended = self.attention.forward(x, mask_bias, queries);
         let expanded = self.intermediate.forward(attended.clone());
         self.output.forward(expanded, attended)
     }
@@ -357,6 +404,12 @@ impl BertModel {
 
     /// Runs the encoder; returns the hidden state of every layer.
     pub fn forward(&self, input: BertInput) -> EncoderOutput {
+        self.forward_readout(input, Readout::full(self.num_layers()))
+    }
+
+    /// Runs as much of the encoder as `readout` needs (see [`Readout`]).
+    pub fn forward_readout(&self, input: BertInput, readout: Readout) -> EncoderOutput {
+        assert!(readout.depth <= self.num_layers(), "readout of layer {} of {}", readout.depth, self.num_layers());
         let [batch, len] = input.input_ids.dims();
         let heads = self.encoder.layer.first().map(|l| l.attention.self_attention.num_heads).unwrap_or(1);
         // Lowest f32 where the key position is padding, 0 elsewhere, as [batch,
@@ -365,10 +418,14 @@ impl BertModel {
             input.attention_mask.equal_elem(0).float().mul_scalar(f32::MIN).reshape([batch, 1, 1, len]).expand([batch, heads, len, len])
         });
         let mut x = self.embeddings.forward(input.input_ids, input.token_type_ids);
-        let mut hidden_states = Vec::with_capacity(self.encoder.layer.len() + 1);
+        if readout.depth == 0 {
+            return EncoderOutput { hidden_states: vec![at_positions(x, readout.positions)] };
+        }
+        let mut hidden_states = Vec::with_capacity(readout.depth + 1);
         hidden_states.push(x.clone());
-        for block in &self.encoder.layer {
-            x = block.forward(x, mask_bias.clone());
+        for (k, block) in self.encoder.layer[..readout.depth].iter().enumerate() {
+            let queries = if k + 1 == readout.depth { readout.positions } else { Positions::All };
+            x = block.forward(x, mask_bias.clone(), queries);
             hidden_states.push(x.clone());
         }
         EncoderOutput { hidden_states }

@@ -8,7 +8,7 @@ use anyhow::{Result, bail};
 use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::bert::{BertInput, BertModel, EncoderOutput};
+use crate::bert::{BertInput, BertModel, EncoderOutput, Readout};
 
 /// A set of encoder layers, numbered as `EncoderOutput::hidden_states`: block
 /// k is layer k (1..=L); the embeddings (layer 0) are not in any set.
@@ -93,7 +93,7 @@ impl Features {
     /// The feature vector of each sequence of `input`, [batch, width].
     pub fn compute(&self, bert: &BertModel, input: BertInput) -> Tensor<2> {
         let mask = input.padded.then(|| input.attention_mask.clone());
-        let output = bert.forward(input);
+        let output = bert.forward_readout(input, self.readout(bert.num_layers()));
         let layer_vector = |k: usize, tokens: Tokens| match tokens {
             Tokens::Cls => cls(&output, k),
             Tokens::Mean => token_mean(&output.hidden_states[k], mask.clone()),
@@ -110,6 +110,20 @@ impl Features {
                     Combine::Max => Tensor::stack::<3>(vectors, 0).max_dim(0).squeeze_dim(0),
                 }
             }
+        }
+    }
+
+    /// What of the encoder these features read: up to their deepest layer,
+    /// and of it [CLS] alone unless they average its tokens.
+    pub fn readout(&self, num_layers: usize) -> Readout {
+        let (depth, tokens) = match *self {
+            Features::Pooler | Features::LastLayer => (num_layers, Tokens::Cls),
+            Features::Layer { layer, tokens } => (layer, tokens),
+            Features::Combine { layers, tokens, .. } => (layers.layers(num_layers).into_iter().max().unwrap_or(0), tokens),
+        };
+        match tokens {
+            Tokens::Cls => Readout::cls(depth),
+            Tokens::Mean => Readout { depth, positions: crate::bert::Positions::All },
         }
     }
 

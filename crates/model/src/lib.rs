@@ -12,7 +12,7 @@ pub mod mlm;
 pub mod weights;
 
 pub use backend::Backend;
-pub use bert::{BertInput, BertModel, EncoderOutput};
+pub use bert::{BertInput, BertModel, EncoderOutput, Positions, Readout};
 pub use config::BertConfig;
 pub use weights::{
     EncoderPrefix, LoadReport, WeightsDtype, load_hf_weights, save_hf_weights, save_hf_weights_as, stored_dtype, weights_file,

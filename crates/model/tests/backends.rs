@@ -4,6 +4,7 @@
 //! embeddings (LibTorch runs each encoder block as one torch computation, with
 //! torch's autograd as its backward: `crates/tch`).
 
+use bertfit_model::features::{Combine, Features, LayerSet, Tokens};
 use bertfit_model::{Backend, BertConfig, BertForSequenceClassification, BertInput, HeadConfig};
 use burn::module::Module;
 use burn::optim::GradientsParams;
@@ -70,5 +71,53 @@ fn every_compiled_backend_matches_flex() {
         let (dl, dg) = (max_diff(&logits, &l), max_diff(&grad, &g));
         eprintln!("{backend} vs flex: logits {dl:e}, gradients {dg:e}");
         assert!(dl < 1e-4 && dg < 1e-4, "{backend}: logits {dl:e}, gradient {dg:e}");
+    }
+}
+
+/// The [CLS] vector of every layer of the full encoder, [batch, hidden] each.
+fn full_cls(model: &BertForSequenceClassification, input: BertInput) -> Vec<Vec<f32>> {
+    let output = model.bert.forward(input);
+    output
+        .hidden_states
+        .into_iter()
+        .map(|h| {
+            let [batch, _, width] = h.dims();
+            to_vec(h.slice([0..batch, 0..1, 0..width]))
+        })
+        .collect()
+}
+
+#[test]
+fn features_that_read_less_of_the_encoder_equal_the_full_encoder_there() {
+    let mut config = BertConfig::tiny(16);
+    config.num_hidden_layers = 4;
+    config.hidden_dropout_prob = 0.0;
+    config.attention_probs_dropout_prob = 0.0;
+    for backend in Backend::available() {
+        let device = backend.device().unwrap();
+        // Inference, and training mode on the autodiff device (LibTorch's fused block as an autodiff node).
+        for device in [device.clone(), device.autodiff()] {
+            let model = BertForSequenceClassification::new(&config, 3, HeadConfig::default(), &Device::flex()).to_device(&device);
+            let cls = full_cls(&model, input(&device));
+            let pooled = to_vec(model.bert.pooler.forward(model.bert.forward(input(&device)).last()));
+            let cases: [(Features, Vec<f32>); 5] = [
+                (Features::Pooler, pooled),
+                (Features::LastLayer, cls[4].clone()),
+                (Features::Layer { layer: 2, tokens: Tokens::Cls }, cls[2].clone()),
+                (Features::Layer { layer: 0, tokens: Tokens::Cls }, cls[0].clone()),
+                (Features::Combine { layers: LayerSet::First4, combine: Combine::Concat, tokens: Tokens::Cls }, {
+                    let [b, w] = [2, 32];
+                    (0..b).flat_map(|i| (1..=4).flat_map(move |k| (0..w).map(move |j| (k, i * w + j)))).map(|(k, at)| cls[k][at]).collect()
+                }),
+            ];
+            for (features, expected) in cases {
+                let readout = features.readout(4);
+                let got = to_vec(features.compute(&model.bert, input(&device)));
+                let diff = max_diff(&got, &expected);
+                eprintln!("{backend} {:?} {features:?} ({readout:?}): {diff:e}", device.is_autodiff());
+                assert_eq!(got.len(), expected.len());
+                assert!(diff < 1e-5, "{backend} {features:?}: {diff:e}");
+            }
+        }
     }
 }

@@ -6,7 +6,7 @@ use burn::tensor::Tensor;
 
 use crate::autograd::{apply, constant, torch};
 use crate::dropout::dropout;
-use crate::{Activation, BlockParams};
+use crate::{Activation, BlockParams, Positions};
 
 /// One HF `BertLayer` (`modeling_bert.py`) on `x` `[batch, len, hidden]`, as
 /// PyTorch runs it: query / key / value projections, `scaled_dot_product_attention`
@@ -16,7 +16,9 @@ use crate::{Activation, BlockParams};
 /// residual, `layer_norm`). One autodiff node whose parents are `x` and the
 /// layer's sixteen parameters, so the whole block's backward is one pass of
 /// torch's autograd engine, which reuses and accumulates buffers in place.
-pub(crate) fn bert_layer(p: &BlockParams, x: &Tensor<3>, mask_bias: Option<&Tensor<4>>) -> Option<Tensor<3>> {
+/// With `queries` [`Positions::Cls`], only [CLS]'s query is attended and only
+/// its row goes on (keys and values from every position): `[batch, 1, hidden]`.
+pub(crate) fn bert_layer(p: &BlockParams, x: &Tensor<3>, mask_bias: Option<&Tensor<4>>, queries: Positions) -> Option<Tensor<3>> {
     let mask = match mask_bias {
         Some(bias) => Some(constant(bias)?),
         None => None,
@@ -45,8 +47,12 @@ pub(crate) fn bert_layer(p: &BlockParams, x: &Tensor<3>, mask_bias: Option<&Tens
         let dense = |x: &tch::Tensor, w: usize| low(x).linear(&low(&t[w]).tr(), Some(&low(&t[w + 1])));
         let x = &t[0];
         let (batch, len) = (x.size()[0], x.size()[1]);
-        let split = |y: tch::Tensor| y.view([batch, len, heads, -1]).transpose(1, 2);
-        let (q, k, v) = (split(dense(x, 1)), split(dense(x, 3)), split(dense(x, 5)));
+        let rows = queries.count(len as usize) as i64;
+        // The positions whose outputs are wanted: their queries and residuals.
+        let x_rows = if rows == len { x.shallow_clone() } else { x.narrow(1, 0, rows) };
+        let mask = mask.map(|bias| if rows == len { bias } else { bias.narrow(2, 0, rows) });
+        let split = |y: tch::Tensor, rows: i64| y.view([batch, rows, heads, -1]).transpose(1, 2);
+        let (q, k, v) = (split(dense(&x_rows, 1), rows), split(dense(x, 3), len), split(dense(x, 5), len));
         let context = if attention_dropout > 0.0 && x.device() == tch::Device::Cpu {
             // What SDPA's math path computes with dropout (torch's fused CPU
             // attention takes none), with this module's dropout mask; the
@@ -64,10 +70,15 @@ pub(crate) fn bert_layer(p: &BlockParams, x: &Tensor<3>, mask_bias: Option<&Tens
             let mask = mask.as_ref().map(&low);
             tch::Tensor::scaled_dot_product_attention(&q, &k, &v, mask.as_ref(), attention_dropout, false, None::<f64>, false)
         };
-        let context = context.transpose(1, 2).reshape([batch, len, -1]);
+        let context = context.transpose(1, 2).reshape([batch, rows, -1]);
         let residual = |y: tch::Tensor, p: f64, x: &tch::Tensor| dropout(&y.to_kind(tch::Kind::Float), p) + x;
-        let attended =
-            residual(dense(&context, 7), attention_output_dropout, x).layer_norm(width, Some(&t[9]), Some(&t[10]), eps_attention, true);
+        let attended = residual(dense(&context, 7), attention_output_dropout, &x_rows).layer_norm(
+            width,
+            Some(&t[9]),
+            Some(&t[10]),
+            eps_attention,
+            true,
+        );
         let expanded = dense(&attended, 11);
         let expanded = match activation {
             Activation::Gelu => expanded.gelu("none"),

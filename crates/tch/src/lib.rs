@@ -83,6 +83,26 @@ impl Activation {
     }
 }
 
+/// Which positions' outputs a block computes: every one, or the first ([CLS])
+/// alone, when nothing after the block reads the others (a classifier on the
+/// last block's [CLS]). Keys and values come from every position either way,
+/// so [CLS]'s output is the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Positions {
+    All,
+    Cls,
+}
+
+impl Positions {
+    /// How many of `len` positions.
+    pub fn count(self, len: usize) -> usize {
+        match self {
+            Self::All => len,
+            Self::Cls => len.min(1),
+        }
+    }
+}
+
 /// One `BertLayer`'s parameters and settings, as HF names them.
 pub struct BlockParams<'a> {
     pub query: &'a Linear,
@@ -111,13 +131,14 @@ pub struct BlockParams<'a> {
 
 /// The block on `x` `[batch, len, hidden]` with the additive attention mask
 /// `mask_bias` `[batch, heads, len, len]` (none without padding), as one
-/// LibTorch computation; `None` when LibTorch cannot take it.
-pub fn fused_block(params: &BlockParams, x: &Tensor<3>, mask_bias: Option<&Tensor<4>>) -> Option<Tensor<3>> {
+/// LibTorch computation, its output at `queries`' positions; `None` when
+/// LibTorch cannot take it.
+pub fn fused_block(params: &BlockParams, x: &Tensor<3>, mask_bias: Option<&Tensor<4>>, queries: Positions) -> Option<Tensor<3>> {
     #[cfg(feature = "libtorch")]
-    return block::bert_layer(params, x, mask_bias);
+    return block::bert_layer(params, x, mask_bias, queries);
     #[cfg(not(feature = "libtorch"))]
     return {
-        let _ = (params, x, mask_bias);
+        let _ = (params, x, mask_bias, queries);
         None
     };
 }

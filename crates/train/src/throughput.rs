@@ -28,11 +28,29 @@ impl Timing {
     }
 }
 
+/// The two timed phases of [`time_case`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Train,
+    Infer,
+}
+
+impl Phase {
+    /// `train` or `infer`, as `BERTFIT_PERF_PHASE` names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Train => "train",
+            Self::Infer => "infer",
+        }
+    }
+}
+
 /// Times `steps` training steps (forward and `loss`, backward, AdamW at `lr`)
-/// after one warm-up step (allocations, kernel selection), `around_timed`
-/// told `enable` before the timed ones and `disable` after (the bench's perf
-/// sampling); then twice as many inference batches of
-/// `infer` in eval mode, after one warm-up. `fused_adamw`: [`AdamW::fused`]
+/// after one warm-up step (allocations, kernel selection); then twice as many
+/// inference batches of `infer` in eval mode, after one warm-up. `around_timed`
+/// is told `(Phase::Train, "enable")` before the timed steps and `"disable"`
+/// after, and the same of `Phase::Infer` around the timed batches (the bench's
+/// perf sampling of one phase). `fused_adamw`: [`AdamW::fused`]
 /// (`None`: the device's default).
 #[allow(clippy::too_many_arguments)]
 pub fn time_case<M: Module>(
@@ -43,7 +61,7 @@ pub fn time_case<M: Module>(
     fused_adamw: Option<bool>,
     loss: impl Fn(&M) -> Tensor<1>,
     infer: impl Fn(&M),
-    around_timed: &dyn Fn(&str),
+    around_timed: &dyn Fn(Phase, &str),
 ) -> Timing {
     let mut optim = AdamW::new(OptimizerConfig::default());
     optim.fused = fused_adamw;
@@ -65,24 +83,27 @@ pub fn time_case<M: Module>(
     model = train_step(model, &mut [0.0; 3]);
     device.sync().ok();
     let mut phases = [0.0f64; 3];
-    around_timed("enable");
+    around_timed(Phase::Train, "enable");
     let start = Instant::now();
     for _ in 0..steps {
         model = train_step(model, &mut phases);
     }
     device.sync().ok();
     let train_secs = start.elapsed().as_secs_f64();
-    around_timed("disable");
+    around_timed(Phase::Train, "disable");
 
     let model = model.valid();
     infer(&model);
     let infer_steps = steps * 2;
+    around_timed(Phase::Infer, "enable");
     let start = Instant::now();
     for _ in 0..infer_steps {
         infer(&model);
     }
     device.sync().ok();
-    Timing { steps, train_secs, infer_steps, infer_secs: start.elapsed().as_secs_f64(), phases }
+    let infer_secs = start.elapsed().as_secs_f64();
+    around_timed(Phase::Infer, "disable");
+    Timing { steps, train_secs, infer_steps, infer_secs, phases }
 }
 
 /// Training and inference tokens/s of a random-weight 2-class classifier of
@@ -107,7 +128,7 @@ pub fn probe_classifier(shape: &BertConfig, seq_len: usize, batch: usize, backen
         |model: &BertForSequenceClassification| {
             let _ = model.forward(input(&device)).into_data();
         },
-        &|_| {},
+        &|_, _| {},
     );
     Ok(timing.tokens_per_s(batch * seq_len))
 }
