@@ -44,10 +44,10 @@ pub struct EncoderOutput {
 /// `depth` (0: the embeddings alone, `num_layers`: every block), and of layer
 /// `depth` every position or only [CLS]. The rest is not computed: a head on
 /// layer 3's [CLS] runs blocks 1 and 2 in full and block 3 for [CLS]'s query
-/// alone (its keys and values still come from every position), which is
-/// exactly what the full encoder gives at that position, for a sixth of
-/// MiniLM's encoder less (the last block's other queries, feed-forward and
-/// LayerNorms), forward and backward.
+/// alone (its keys and values still come from every position): the values
+/// the full encoder gives there, up to float rounding (products of other
+/// shapes), for a sixth of MiniLM's encoder less (the last block's other
+/// queries, feed-forward and LayerNorms), forward and backward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Readout {
     pub depth: usize,
@@ -169,10 +169,9 @@ impl BertSelfAttention {
         let rows = queries.count(len);
         let split = |t: Tensor<3>, rows: usize| t.reshape([batch, rows, heads, head_dim]).swap_dims(1, 2);
         let q = split(self.query.forward(at_positions(x.clone(), queries)), rows);
+        let k = split(self.key.forward(x.clone()), len);
+        let v = split(self.value.forward(x), len);
         let mask_bias = mask_bias.map(|bias| bias.slice([0..batch, 0..heads, 0..rows, 0..len]));
-        let split = |t: Tensor<3>| split(t, len);
-        let k = split(self.key.forward(x.clone()));
-        let v = split(self.value.forward(x));
 
         let dropout = if dropout_active(&self.dropout, &q.device()) { self.dropout.prob } else { 0.0 };
         let context = if dropout > 0.0 {

@@ -86,7 +86,7 @@ impl Activation {
 /// Which positions' outputs a block computes: every one, or the first ([CLS])
 /// alone, when nothing after the block reads the others (a classifier on the
 /// last block's [CLS]). Keys and values come from every position either way,
-/// so [CLS]'s output is the same.
+/// so [CLS]'s output is the same (up to float rounding).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Positions {
     All,
