@@ -59,11 +59,6 @@ impl Readout {
     pub fn full(num_layers: usize) -> Self {
         Self { depth: num_layers, positions: Positions::All }
     }
-
-    /// Layer `depth` at [CLS] alone (and the layers below it in full).
-    pub fn cls(depth: usize) -> Self {
-        Self { depth, positions: Positions::Cls }
-    }
 }
 
 impl BertInput {

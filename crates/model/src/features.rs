@@ -8,7 +8,7 @@ use anyhow::{Result, bail};
 use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::bert::{BertInput, BertModel, EncoderOutput, Readout};
+use crate::bert::{BertInput, BertModel, EncoderOutput, Positions, Readout};
 
 /// A set of encoder layers, numbered as `EncoderOutput::hidden_states`: block
 /// k is layer k (1..=L); the embeddings (layer 0) are not in any set.
@@ -121,10 +121,11 @@ impl Features {
             Features::Layer { layer, tokens } => (layer, tokens),
             Features::Combine { layers, tokens, .. } => (layers.layers(num_layers).into_iter().max().unwrap_or(0), tokens),
         };
-        match tokens {
-            Tokens::Cls => Readout::cls(depth),
-            Tokens::Mean => Readout { depth, positions: crate::bert::Positions::All },
-        }
+        let positions = match tokens {
+            Tokens::Cls => Positions::Cls,
+            Tokens::Mean => Positions::All,
+        };
+        Readout { depth, positions }
     }
 
     /// Width of the feature vector.

@@ -5,7 +5,7 @@
 //! torch's autograd as its backward: `crates/tch`).
 
 use bertfit_model::features::{Combine, Features, LayerSet, Tokens};
-use bertfit_model::{Backend, BertConfig, BertForSequenceClassification, BertInput, HeadConfig};
+use bertfit_model::{Backend, BertConfig, BertForSequenceClassification, BertInput, EncoderOutput, HeadConfig};
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::activation::log_softmax;
@@ -74,15 +74,14 @@ fn every_compiled_backend_matches_flex() {
     }
 }
 
-/// The [CLS] vector of every layer of the full encoder, [batch, hidden] each.
-fn full_cls(model: &BertForSequenceClassification, input: BertInput) -> Vec<Vec<f32>> {
-    let output = model.bert.forward(input);
+/// The [CLS] vector of every layer of the full encoder's output, [batch, hidden] each.
+fn full_cls(output: &EncoderOutput) -> Vec<Vec<f32>> {
     output
         .hidden_states
-        .into_iter()
+        .iter()
         .map(|h| {
             let [batch, _, width] = h.dims();
-            to_vec(h.slice([0..batch, 0..1, 0..width]))
+            to_vec(h.clone().slice([0..batch, 0..1, 0..width]))
         })
         .collect()
 }
@@ -98,16 +97,23 @@ fn features_that_read_less_of_the_encoder_equal_the_full_encoder_there() {
         // Inference, and training mode on the autodiff device (LibTorch's fused block as an autodiff node).
         for device in [device.clone(), device.autodiff()] {
             let model = BertForSequenceClassification::new(&config, 3, HeadConfig::default(), &Device::flex()).to_device(&device);
-            let cls = full_cls(&model, input(&device));
-            let pooled = to_vec(model.bert.pooler.forward(model.bert.forward(input(&device)).last()));
+            let full = model.bert.forward(input(&device));
+            let cls = full_cls(&full);
+            let pooled = to_vec(model.bert.pooler.forward(full.last()));
             let cases: [(Features, Vec<f32>); 5] = [
                 (Features::Pooler, pooled),
                 (Features::LastLayer, cls[4].clone()),
                 (Features::Layer { layer: 2, tokens: Tokens::Cls }, cls[2].clone()),
                 (Features::Layer { layer: 0, tokens: Tokens::Cls }, cls[0].clone()),
+                // Each sequence's row: its [CLS] of layers 1 to 4, one after the other (width 32).
                 (Features::Combine { layers: LayerSet::First4, combine: Combine::Concat, tokens: Tokens::Cls }, {
-                    let [b, w] = [2, 32];
-                    (0..b).flat_map(|i| (1..=4).flat_map(move |k| (0..w).map(move |j| (k, i * w + j)))).map(|(k, at)| cls[k][at]).collect()
+                    let mut rows = Vec::new();
+                    for i in 0..2 {
+                        for layer in &cls[1..=4] {
+                            rows.extend_from_slice(&layer[i * 32..(i + 1) * 32]);
+                        }
+                    }
+                    rows
                 }),
             ];
             for (features, expected) in cases {
